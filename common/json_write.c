@@ -1,0 +1,117 @@
+/* json_write.c - appending JSON text to a buffer. */
+#include "json_write.h"
+
+#include <stdio.h>
+#include <string.h>
+
+/* Length of the valid UTF-8 sequence at s (n bytes left), or 0. */
+static size_t utf8_len(const unsigned char *s, size_t n)
+{
+    unsigned char c = s[0];
+    size_t len;
+    unsigned char lo = 0x80, hi = 0xBF;
+    if (c >= 0xC2 && c <= 0xDF) {
+        len = 2;
+    } else if (c >= 0xE0 && c <= 0xEF) {
+        len = 3;
+        lo = c == 0xE0 ? 0xA0 : 0x80;
+        hi = c == 0xED ? 0x9F : 0xBF;
+    } else if (c >= 0xF0 && c <= 0xF4) {
+        len = 4;
+        lo = c == 0xF0 ? 0x90 : 0x80;
+        hi = c == 0xF4 ? 0x8F : 0xBF;
+    } else {
+        return 0;
+    }
+    if (n < len || s[1] < lo || s[1] > hi) {
+        return 0;
+    }
+    for (size_t i = 2; i < len; i++) {
+        if (s[i] < 0x80 || s[i] > 0xBF) {
+            return 0;
+        }
+    }
+    return len;
+}
+
+int ng_json_string(ng_buf *b, const char *str, size_t n)
+{
+    const unsigned char *s = (const unsigned char *)str;
+    if (ng_buf_putc(b, '"') != 0) {
+        return -1;
+    }
+    size_t run = 0; /* bytes at s[i - run .. i) that need no escape */
+    for (size_t i = 0; i < n;) {
+        unsigned char c = s[i];
+        if (c >= 0x20 && c < 0x80 && c != '"' && c != '\\') {
+            run++;
+            i++;
+            continue;
+        }
+        if (c >= 0x80) {
+            size_t len = utf8_len(s + i, n - i);
+            if (len > 0) {
+                run += len;
+                i += len;
+                continue;
+            }
+        }
+        if (ng_buf_append(b, s + i - run, run) != 0) {
+            return -1;
+        }
+        run = 0;
+        char esc[8];
+        const char *e = esc;
+        switch (c) {
+        case '"':
+            e = "\\\"";
+            break;
+        case '\\':
+            e = "\\\\";
+            break;
+        case '\n':
+            e = "\\n";
+            break;
+        case '\r':
+            e = "\\r";
+            break;
+        case '\t':
+            e = "\\t";
+            break;
+        default:
+            if (c < 0x20) {
+                snprintf(esc, sizeof esc, "\\u%04x", c);
+            } else {
+                e = "\xEF\xBF\xBD";
+            }
+        }
+        if (ng_buf_append(b, e, strlen(e)) != 0) {
+            return -1;
+        }
+        i++;
+    }
+    if (ng_buf_append(b, s + n - run, run) != 0) {
+        return -1;
+    }
+    return ng_buf_putc(b, '"');
+}
+
+int ng_json_cstr(ng_buf *b, const char *s)
+{
+    if (s == NULL) {
+        return ng_json_raw(b, "null");
+    }
+    return ng_json_string(b, s, strlen(s));
+}
+
+int ng_json_u64(ng_buf *b, uint64_t v)
+{
+    char num[24];
+    int n = snprintf(num, sizeof num, "%llu", (unsigned long long)v);
+    return ng_buf_append(b, num, (size_t)n);
+}
+
+int ng_json_raw(ng_buf *b, const char *s)
+{
+    return ng_buf_append(b, s, strlen(s));
+}

@@ -1,0 +1,1555 @@
+/* sanitize.c - streaming repair of JSON for PostgreSQL jsonb.
+ *
+ * Two stages run over every chunk:
+ *
+ *  1. A pre-pass (scan_*) walks the input once. It tracks only what yajl
+ *     cannot handle or what must be rewritten: bare words (NaN, Infinity),
+ *     numbers (their range), escapes and UTF-8 inside strings, and nesting
+ *     depth. Clean input is never copied inside the handle: runs of it are
+ *     handed on as they are, with replacements spliced in between.
+ *
+ *  2. yajl parses exactly what the pre-pass hands on, that is the repaired
+ *     text, and so checks the grammar of the output. Its callbacks keep the
+ *     path of the current value (for the report) and the top-level members
+ *     of an envelope.
+ *
+ * A token that may be rewritten (a word, a number, an escape, a UTF-8
+ * sequence) is held back until its end is seen; when a chunk ends inside
+ * one, its bytes so far go to tokbuf. After every rewrite the repaired text
+ * is given to yajl up to the end of the rewritten value, so that the path
+ * stack then names that value.
+ */
+#include "sanitize.h"
+
+#include "../common/buf.h"
+
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <yajl/yajl_parse.h>
+
+enum scan_state {
+    ST_VALUE,   /* outside strings */
+    ST_STRING,  /* inside a string */
+    ST_ESCAPE,  /* after a backslash */
+    ST_UESCAPE, /* in the hex digits of \uXXXX */
+    ST_UTF8,    /* inside a multi-byte UTF-8 sequence */
+    ST_WORD,    /* a bare word, maybe signed */
+    ST_NUMBER
+};
+
+enum num_state { N_SIGN, N_ZERO, N_INT, N_DOT, N_FRAC, N_E, N_ESIGN, N_EXP };
+
+/* PostgreSQL's numeric_in refuses exponents at or beyond INT_MAX / 2 and
+ * values with more than NUMERIC_MAX_DISPLAY_SCALE digits after the point. */
+#define PG_EXPONENT_LIMIT 1073741823LL
+#define PG_MAX_SCALE 16383
+/* Decimal digits of 2^1024 - 2^970: the smallest value that a correctly
+ * rounding strtod turns into infinity. */
+static const char dbl_overflow_digits[] =
+    "179769313486231580793728971405303415079934132710037826936173"
+    "778980444968292764750946649017977587207096330286416692887910"
+    "946555547851940402630657488671505820681908902000708383676273"
+    "854845817711531764475730270069855571366959622842914819860834"
+    "936475292719074168444365510704342711559699508093042880177904"
+    "174497792";
+
+static const char repl_null[] = "null";
+static const char repl_escape[] = "\\ufffd";
+static const char repl_utf8[] = "\xEF\xBF\xBD";
+
+struct frame {
+    bool is_map;
+    uint64_t index; /* arrays: index of the current element */
+    size_t key_start;
+    size_t key_len;
+};
+
+struct sanitize {
+    sanitize_options opt;
+    yajl_handle yajl;
+    yajl_alloc_funcs alloc;
+    struct pool *pool;
+    sanitize_write_fn write;
+    void *write_ctx;
+    ng_buf out;
+    sanitize_error err;
+    bool failed;
+    bool seen_value; /* any non-space byte at all */
+
+    /* pre-pass */
+    enum scan_state state;
+    size_t depth;
+    bool top_is_object;
+    const unsigned char *chunk; /* current chunk */
+    uint64_t chunk_off;         /* input offset of chunk[0] */
+    const unsigned char *clean; /* first byte of the chunk not handed on */
+    uint64_t out_off;           /* bytes handed on so far */
+
+    const unsigned char *tok; /* token start in this chunk, NULL when the
+                                 token began in an earlier one (tokbuf) */
+    uint64_t tok_off;
+    ng_buf tokbuf;
+
+    char word[10];
+    size_t word_len;
+    char word_sign;
+
+    enum num_state nstate;
+    uint64_t int_digits;      /* digits before the point, when not "0" */
+    uint64_t frac_digits;     /* digits after the point */
+    uint64_t frac_lead_zeros; /* zeros after the point before any other */
+    bool nonzero;
+    int64_t exp;
+    bool exp_neg;
+
+    unsigned uval;
+    int udigits;
+
+    int utf8_need;
+    unsigned char utf8_lo, utf8_hi;
+
+    bool hi_pending; /* a high surrogate escape waits for its partner */
+    char hi[6];
+    uint64_t hi_off;
+    bool str_dirty; /* the current string was repaired */
+    uint64_t str_off;
+
+    uint64_t span_open, span_close; /* output offsets of a depth-2 value */
+
+    /* yajl side */
+    struct frame *frames;
+    size_t nframes, frames_cap;
+    ng_buf keys;
+    int cur_field; /* field named by the current depth-1 key, or -1 */
+    sanitize_field fields[SANITIZE_FIELD_COUNT];
+    ng_buf field_str[SANITIZE_FIELD_COUNT];
+
+    /* report */
+    uint64_t values;
+    uint64_t counts[SANITIZE_KIND_COUNT];
+    ng_buf paths;      /* NUL-terminated pointers, back to back */
+    size_t *path_offs; /* where each starts in paths */
+    size_t npaths;
+};
+
+static const char *const kind_names[SANITIZE_KIND_COUNT] = {
+    "nan",        "infinity",       "out_of_range",
+    "nul_escape", "lone_surrogate", "invalid_utf8",
+};
+
+static const char *const field_names[SANITIZE_FIELD_COUNT] = {
+    "thread_id", "checkpoint_ns", "checkpoint_id", "parent_checkpoint_id",
+    "type",      "checkpoint",    "metadata",
+};
+
+const char *sanitize_kind_name(sanitize_kind kind)
+{
+    return (unsigned)kind < SANITIZE_KIND_COUNT ? kind_names[kind] : "?";
+}
+
+const char *sanitize_field_name(sanitize_field_id id)
+{
+    return (unsigned)id < SANITIZE_FIELD_COUNT ? field_names[id] : "?";
+}
+
+/* ------------------------------------------------------------------------
+ * A small block cache behind yajl's allocator. yajl has no reset, so the
+ * handle frees and allocates a yajl parser for every message; the cache
+ * turns that into reuse of the same few blocks.
+ */
+#define POOL_SLOTS 16
+
+struct pool {
+    void *slot[POOL_SLOTS]; /* free blocks, each preceded by its size */
+};
+
+static size_t *block_head(void *p)
+{
+    return (size_t *)p - 2; /* two words keep the block 16-byte aligned */
+}
+
+static void *pool_malloc(void *ctx, size_t sz)
+{
+    struct pool *pool = ctx;
+    int best = -1;
+    for (int i = 0; i < POOL_SLOTS; i++) {
+        if (pool->slot[i] != NULL && *block_head(pool->slot[i]) >= sz &&
+            (best < 0 ||
+             *block_head(pool->slot[i]) < *block_head(pool->slot[best]))) {
+            best = i;
+        }
+    }
+    if (best >= 0) {
+        void *p = pool->slot[best];
+        pool->slot[best] = NULL;
+        return p;
+    }
+    if (sz > SIZE_MAX - 2 * sizeof(size_t)) {
+        return NULL;
+    }
+    size_t *b = malloc(sz + 2 * sizeof(size_t));
+    if (b == NULL) {
+        return NULL;
+    }
+    b[0] = sz;
+    return b + 2;
+}
+
+static void pool_free(void *ctx, void *p)
+{
+    struct pool *pool = ctx;
+    if (p == NULL) {
+        return;
+    }
+    for (int i = 0; i < POOL_SLOTS; i++) {
+        if (pool->slot[i] == NULL) {
+            pool->slot[i] = p;
+            return;
+        }
+    }
+    free(block_head(p));
+}
+
+static void *pool_realloc(void *ctx, void *p, size_t sz)
+{
+    if (p == NULL) {
+        return pool_malloc(ctx, sz);
+    }
+    size_t have = *block_head(p);
+    if (have >= sz) {
+        return p;
+    }
+    void *q = pool_malloc(ctx, sz);
+    if (q == NULL) {
+        return NULL;
+    }
+    memcpy(q, p, have);
+    pool_free(ctx, p);
+    return q;
+}
+
+static void pool_destroy(struct pool *pool)
+{
+    if (pool == NULL) {
+        return;
+    }
+    for (int i = 0; i < POOL_SLOTS; i++) {
+        if (pool->slot[i] != NULL) {
+            free(block_head(pool->slot[i]));
+        }
+    }
+    free(pool);
+}
+
+/* ------------------------------------------------------------------------
+ * Errors
+ */
+static sanitize_status fail(sanitize *h, sanitize_status code, uint64_t offset,
+                            const char *msg)
+{
+    if (!h->failed) {
+        h->failed = true;
+        h->err.code = code;
+        h->err.offset = offset;
+        snprintf(h->err.message, sizeof h->err.message, "%s", msg);
+    }
+    return h->err.code;
+}
+
+static uint64_t offset_at(const sanitize *h, const unsigned char *p)
+{
+    return h->chunk_off + (uint64_t)(p - h->chunk);
+}
+
+/* yajl's message, without its "parse error: " prefix and newline. */
+static void fail_from_yajl(sanitize *h, uint64_t offset)
+{
+    unsigned char *m = yajl_get_error(h->yajl, 0, NULL, 0);
+    const char *s = m ? (const char *)m : "invalid JSON";
+    const char *colon = strstr(s, ": ");
+    if (colon != NULL) {
+        s = colon + 2;
+    }
+    char msg[sizeof h->err.message];
+    snprintf(msg, sizeof msg, "%s", s);
+    size_t n = strlen(msg);
+    while (n > 0 &&
+           (msg[n - 1] == '\n' || msg[n - 1] == ' ' || msg[n - 1] == '.')) {
+        msg[--n] = '\0';
+    }
+    if (m != NULL) {
+        yajl_free_error(h->yajl, m);
+    }
+    fail(h, SANITIZE_EMALFORMED, offset, msg);
+}
+
+/* ------------------------------------------------------------------------
+ * yajl side: path stack, envelope fields, value count
+ */
+static int push_frame(sanitize *h, bool is_map)
+{
+    if (h->nframes == h->frames_cap) {
+        size_t cap = h->frames_cap ? h->frames_cap * 2 : 32;
+        struct frame *f = realloc(h->frames, cap * sizeof *f);
+        if (f == NULL) {
+            return -1;
+        }
+        h->frames = f;
+        h->frames_cap = cap;
+    }
+    struct frame *f = &h->frames[h->nframes++];
+    f->is_map = is_map;
+    f->index = UINT64_MAX; /* the first element makes it 0 */
+    f->key_start = h->keys.len;
+    f->key_len = 0;
+    return 0;
+}
+
+/* Called as each value begins: moves the array index, and says which
+ * envelope field (or -1) the value is. */
+static int value_begin(sanitize *h)
+{
+    if (h->nframes == 0) {
+        return -1;
+    }
+    struct frame *top = &h->frames[h->nframes - 1];
+    if (!top->is_map) {
+        top->index++;
+        return -1;
+    }
+    return h->nframes == 1 ? h->cur_field : -1;
+}
+
+static void scalar_end(sanitize *h)
+{
+    if (h->nframes == 0) {
+        h->values++;
+    }
+}
+
+static void set_field(sanitize *h, int field, sanitize_type type)
+{
+    if (field >= 0) {
+        h->fields[field].type = type;
+        h->fields[field].str = NULL;
+        h->fields[field].str_len = 0;
+    }
+}
+
+static int cb_null(void *ctx)
+{
+    sanitize *h = ctx;
+    set_field(h, value_begin(h), SANITIZE_TYPE_NULL);
+    scalar_end(h);
+    return 1;
+}
+
+static int cb_boolean(void *ctx, int b)
+{
+    (void)b;
+    sanitize *h = ctx;
+    set_field(h, value_begin(h), SANITIZE_TYPE_BOOL);
+    scalar_end(h);
+    return 1;
+}
+
+static int cb_number(void *ctx, const char *s, size_t len)
+{
+    (void)s;
+    (void)len;
+    sanitize *h = ctx;
+    set_field(h, value_begin(h), SANITIZE_TYPE_NUMBER);
+    scalar_end(h);
+    return 1;
+}
+
+static int cb_string(void *ctx, const unsigned char *s, size_t len)
+{
+    sanitize *h = ctx;
+    int field = value_begin(h);
+    if (field >= 0) {
+        ng_buf *b = &h->field_str[field];
+        ng_buf_clear(b);
+        if (ng_buf_append_str(b, s, len) != 0) {
+            return 0;
+        }
+        h->fields[field].type = SANITIZE_TYPE_STRING;
+        h->fields[field].str = b->data;
+        h->fields[field].str_len = len;
+    }
+    scalar_end(h);
+    return 1;
+}
+
+static int container_start(sanitize *h, bool is_map)
+{
+    if (h->nframes == 0) {
+        memset(h->fields, 0, sizeof h->fields);
+        h->cur_field = -1;
+    }
+    int field = value_begin(h);
+    if (field >= 0) {
+        set_field(h, field,
+                  is_map ? SANITIZE_TYPE_OBJECT : SANITIZE_TYPE_ARRAY);
+        h->fields[field].span_off = h->span_open;
+    }
+    return push_frame(h, is_map) == 0;
+}
+
+static int container_end(sanitize *h)
+{
+    if (h->nframes == 0) {
+        return 1;
+    }
+    struct frame *f = &h->frames[--h->nframes];
+    h->keys.len = f->key_start;
+    if (h->nframes == 0) {
+        h->values++;
+    } else if (h->nframes == 1 && h->frames[0].is_map && h->cur_field >= 0) {
+        sanitize_field *fl = &h->fields[h->cur_field];
+        fl->span_len = h->span_close - fl->span_off;
+    }
+    return 1;
+}
+
+static int cb_start_map(void *ctx)
+{
+    return container_start(ctx, true);
+}
+
+static int cb_start_array(void *ctx)
+{
+    return container_start(ctx, false);
+}
+
+static int cb_end(void *ctx)
+{
+    return container_end(ctx);
+}
+
+static int cb_map_key(void *ctx, const unsigned char *key, size_t len)
+{
+    sanitize *h = ctx;
+    struct frame *top = &h->frames[h->nframes - 1];
+    h->keys.len = top->key_start;
+    if (ng_buf_append(&h->keys, key, len) != 0) {
+        return 0;
+    }
+    top->key_len = len;
+    if (h->nframes == 1) {
+        h->cur_field = -1;
+        for (int i = 0; i < SANITIZE_FIELD_COUNT; i++) {
+            if (strlen(field_names[i]) == len &&
+                memcmp(field_names[i], key, len) == 0) {
+                h->cur_field = i;
+                break;
+            }
+        }
+    }
+    return 1;
+}
+
+static const yajl_callbacks callbacks = {
+    .yajl_null = cb_null,
+    .yajl_boolean = cb_boolean,
+    .yajl_number = cb_number,
+    .yajl_string = cb_string,
+    .yajl_start_map = cb_start_map,
+    .yajl_map_key = cb_map_key,
+    .yajl_end_map = cb_end,
+    .yajl_start_array = cb_start_array,
+    .yajl_end_array = cb_end,
+};
+
+/* Appends the JSON Pointer of the value yajl saw last to the report. */
+static int record_path(sanitize *h)
+{
+    size_t max = h->opt.max_paths;
+    if (h->npaths >= max) {
+        return 0;
+    }
+    if (h->path_offs == NULL) {
+        h->path_offs = malloc(max * sizeof *h->path_offs);
+        if (h->path_offs == NULL) {
+            return -1;
+        }
+    }
+    h->path_offs[h->npaths] = h->paths.len;
+    for (size_t i = 0; i < h->nframes; i++) {
+        const struct frame *f = &h->frames[i];
+        if (ng_buf_putc(&h->paths, '/') != 0) {
+            return -1;
+        }
+        if (!f->is_map) {
+            char num[24];
+            int n =
+                snprintf(num, sizeof num, "%llu", (unsigned long long)f->index);
+            if (ng_buf_append(&h->paths, num, (size_t)n) != 0) {
+                return -1;
+            }
+            continue;
+        }
+        const char *k = h->keys.data + f->key_start;
+        for (size_t j = 0; j < f->key_len; j++) {
+            const char *esc = k[j] == '~' ? "~0" : k[j] == '/' ? "~1" : NULL;
+            int rc = esc ? ng_buf_append(&h->paths, esc, 2)
+                         : ng_buf_putc(&h->paths, k[j]);
+            if (rc != 0) {
+                return -1;
+            }
+        }
+    }
+    if (ng_buf_putc(&h->paths, '\0') != 0) {
+        return -1;
+    }
+    h->npaths++;
+    return 0;
+}
+
+enum vclass {
+    V_OTHER,
+    V_SPACE,
+    V_PUNCT,
+    V_OPEN,
+    V_CLOSE,
+    V_QUOTE,
+    V_NUMBER,
+    V_WORD
+};
+
+/* enum vclass of every byte. */
+static const unsigned char value_class[256] = {
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 5, 0, 0, 0, 0, 0, 0, 0, 0, 7, 2, 6, 0, 0,
+    6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 2, 0, 0, 0, 0, 0, 0, 7, 7, 7, 7, 7, 7, 7,
+    7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 3, 0, 4, 0, 0,
+    0, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7,
+    7, 7, 7, 3, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+};
+
+/* ------------------------------------------------------------------------
+ * Handing text on: to yajl, then to the writer or the output buffer.
+ */
+
+/* yajl stops just after the token it refuses; step back to where that
+ * token starts (when it starts in the same piece), so errors name it. */
+static size_t token_start(const void *piece, size_t end)
+{
+    const unsigned char *p = piece;
+    if (end == 0) {
+        return 0;
+    }
+    size_t i = end - 1;
+    if (p[i] == '"') {
+        while (i > 0 && !(p[i - 1] == '"' && (i < 2 || p[i - 2] != '\\'))) {
+            i--;
+        }
+        return i > 0 ? i - 1 : end;
+    }
+    while (i > 0 &&
+           (value_class[p[i - 1]] == V_NUMBER ||
+            value_class[p[i - 1]] == V_WORD || p[i - 1] == '.') &&
+           value_class[p[i]] != V_PUNCT && value_class[p[i]] != V_OPEN &&
+           value_class[p[i]] != V_CLOSE) {
+        i--;
+    }
+    return i;
+}
+
+/* in_off is the input offset of p[0]; a replacement has no input bytes of
+ * its own, so errors in it are placed at in_off itself. */
+static int emit(sanitize *h, const void *p, size_t n, uint64_t in_off,
+                bool replacement)
+{
+    if (n == 0) {
+        return 0;
+    }
+    yajl_status st = yajl_parse(h->yajl, (const unsigned char *)p, n);
+    if (st == yajl_status_client_canceled) {
+        fail(h, SANITIZE_ENOMEM, in_off, "out of memory");
+        return -1;
+    }
+    if (st != yajl_status_ok) {
+        fail_from_yajl(
+            h, replacement
+                   ? in_off
+                   : in_off + token_start(p, yajl_get_bytes_consumed(h->yajl)));
+        return -1;
+    }
+    if (h->write != NULL) {
+        if (h->write(h->write_ctx, p, n) != 0) {
+            fail(h, SANITIZE_EWRITE, in_off, "cannot write output");
+            return -1;
+        }
+    } else if (ng_buf_append(&h->out, p, n) != 0) {
+        fail(h, SANITIZE_ENOMEM, in_off, "out of memory");
+        return -1;
+    }
+    h->out_off += n;
+    return 0;
+}
+
+/* Hands on the clean input from h->clean up to p. */
+static int emit_clean(sanitize *h, const unsigned char *p)
+{
+    const unsigned char *c = h->clean;
+    h->clean = p;
+    return emit(h, c, (size_t)(p - c), offset_at(h, c), false);
+}
+
+/* The token in progress stays as it is. */
+static int tok_keep(sanitize *h)
+{
+    int rc = 0;
+    if (h->tok == NULL && h->tokbuf.len > 0) {
+        rc = emit(h, h->tokbuf.data, h->tokbuf.len, h->tok_off, false);
+    }
+    h->tokbuf.len = 0;
+    return rc;
+}
+
+/* The token in progress, which ends before p, becomes repl. */
+static int tok_replace(sanitize *h, const unsigned char *p, const char *repl,
+                       size_t repl_len, sanitize_kind kind)
+{
+    if (h->tok != NULL && emit_clean(h, h->tok) != 0) {
+        return -1;
+    }
+    h->tokbuf.len = 0;
+    h->clean = p;
+    h->counts[kind]++;
+    return emit(h, repl, repl_len, h->tok_off, true);
+}
+
+static void tok_begin(sanitize *h, const unsigned char *p)
+{
+    h->tok = p;
+    h->tok_off = offset_at(h, p);
+    h->tokbuf.len = 0;
+}
+
+/* The whole text of the token ending before p, contiguous. */
+static const char *tok_text(sanitize *h, const unsigned char *p, size_t *len)
+{
+    if (h->tok != NULL) {
+        *len = (size_t)(p - h->tok);
+        return (const char *)h->tok;
+    }
+    /* The token began in an earlier chunk: gather it in tokbuf, which
+     * then holds all of it, so the clean run starts after it. */
+    if (ng_buf_append(&h->tokbuf, h->chunk, (size_t)(p - h->chunk)) != 0) {
+        return NULL;
+    }
+    h->clean = p;
+    *len = h->tokbuf.len;
+    return h->tokbuf.data;
+}
+
+/* yajl has just seen the end of a repaired value: note its path. */
+static int value_repaired(sanitize *h)
+{
+    if (record_path(h) != 0) {
+        fail(h, SANITIZE_ENOMEM, h->tok_off, "out of memory");
+        return -1;
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------------------
+ * Numbers
+ */
+
+/* Whether the number just read is one PostgreSQL or a double cannot hold.
+ * text is its whole text, needed only at the double's edge. */
+static bool number_out_of_range(sanitize *h, const unsigned char *p)
+{
+    if (h->exp >= PG_EXPONENT_LIMIT) {
+        return true;
+    }
+    int64_t e = h->exp_neg ? -h->exp : h->exp;
+    if ((int64_t)h->frac_digits - e > PG_MAX_SCALE) {
+        return true;
+    }
+    if (!h->nonzero) {
+        return false;
+    }
+    /* Decimal exponent of the first significant digit. */
+    int64_t sci = h->int_digits > 0 ? (int64_t)h->int_digits - 1
+                                    : -(int64_t)h->frac_lead_zeros - 1;
+    sci += e;
+    if (sci != 308) {
+        return sci > 308;
+    }
+    size_t len;
+    const char *s = tok_text(h, p, &len);
+    if (s == NULL) {
+        return false;
+    }
+    /* Compare the significant digits with the overflow threshold. */
+    size_t k = 0;
+    bool started = false;
+    for (size_t i = 0; i < len; i++) {
+        char c = s[i];
+        if (c == 'e' || c == 'E') {
+            break;
+        }
+        if (c < '0' || c > '9' || (!started && c == '0')) {
+            continue;
+        }
+        started = true;
+        if (k == sizeof dbl_overflow_digits - 1) {
+            return true; /* equal so far, and more digits follow */
+        }
+        if (c != dbl_overflow_digits[k]) {
+            return c > dbl_overflow_digits[k];
+        }
+        k++;
+    }
+    return k == sizeof dbl_overflow_digits - 1;
+}
+
+/* The number token ends before p. */
+static int number_end(sanitize *h, const unsigned char *p)
+{
+    switch (h->nstate) {
+    case N_SIGN:
+        fail(h, SANITIZE_EMALFORMED, h->tok_off,
+             "'-' must be followed by a digit");
+        return -1;
+    case N_DOT:
+        fail(h, SANITIZE_EMALFORMED, h->tok_off,
+             "digit expected after the decimal point");
+        return -1;
+    case N_E:
+    case N_ESIGN:
+        fail(h, SANITIZE_EMALFORMED, h->tok_off,
+             "digit expected in the exponent");
+        return -1;
+    default:
+        break;
+    }
+    h->state = ST_VALUE;
+    if (!number_out_of_range(h, p)) {
+        return tok_keep(h);
+    }
+    if (tok_replace(h, p, repl_null, 4, SANITIZE_OUT_OF_RANGE) != 0) {
+        return -1;
+    }
+    return value_repaired(h);
+}
+
+static const unsigned char *scan_digits(const unsigned char *p,
+                                        const unsigned char *end)
+{
+    while (p < end && *p >= '0' && *p <= '9') {
+        p++;
+    }
+    return p;
+}
+
+/* Reads number bytes from p; returns where it stopped. The token ends at
+ * the first byte that cannot continue it. */
+static const unsigned char *scan_number(sanitize *h, const unsigned char *p,
+                                        const unsigned char *end)
+{
+    while (p < end) {
+        unsigned char c = *p;
+        bool digit = c >= '0' && c <= '9';
+        switch (h->nstate) {
+        case N_SIGN:
+            if (c == '0') {
+                h->nstate = N_ZERO;
+                p++;
+            } else if (digit) {
+                h->nstate = N_INT;
+            } else if (c == 'N' || c == 'I') {
+                /* -NaN, -Infinity: a word after all */
+                h->state = ST_WORD;
+                h->word_sign = '-';
+                h->word_len = 0;
+                return p;
+            } else {
+                number_end(h, p);
+                return NULL;
+            }
+            break;
+        case N_ZERO:
+            if (digit) {
+                fail(h, SANITIZE_EMALFORMED, h->tok_off,
+                     "leading zeros are not allowed in numbers");
+                return NULL;
+            }
+            goto after_int;
+        case N_INT: {
+            const unsigned char *q = scan_digits(p, end);
+            h->int_digits += (uint64_t)(q - p);
+            h->nonzero = true;
+            p = q;
+            if (p == end) {
+                return p;
+            }
+            c = *p;
+        }
+        after_int:
+            if (c == '.') {
+                h->nstate = N_DOT;
+                p++;
+            } else if (c == 'e' || c == 'E') {
+                h->nstate = N_E;
+                p++;
+            } else {
+                return number_end(h, p) == 0 ? p : NULL;
+            }
+            break;
+        case N_DOT:
+            if (!digit) {
+                number_end(h, p);
+                return NULL;
+            }
+            h->nstate = N_FRAC;
+            break;
+        case N_FRAC: {
+            if (!h->nonzero) {
+                while (p < end && *p == '0') {
+                    h->frac_lead_zeros++;
+                    h->frac_digits++;
+                    p++;
+                }
+                if (p < end && *p >= '1' && *p <= '9') {
+                    h->nonzero = true;
+                }
+            }
+            const unsigned char *q = scan_digits(p, end);
+            h->frac_digits += (uint64_t)(q - p);
+            p = q;
+            if (p == end) {
+                return p;
+            }
+            c = *p;
+            if (c == 'e' || c == 'E') {
+                h->nstate = N_E;
+                p++;
+            } else {
+                return number_end(h, p) == 0 ? p : NULL;
+            }
+            break;
+        }
+        case N_E:
+            if (c == '+' || c == '-') {
+                h->exp_neg = c == '-';
+                h->nstate = N_ESIGN;
+                p++;
+                break;
+            }
+            /* fall through */
+        case N_ESIGN:
+            if (!digit) {
+                number_end(h, p);
+                return NULL;
+            }
+            h->nstate = N_EXP;
+            break;
+        case N_EXP:
+            while (p < end && *p >= '0' && *p <= '9') {
+                if (h->exp < PG_EXPONENT_LIMIT) {
+                    h->exp = h->exp * 10 + (*p - '0');
+                }
+                p++;
+            }
+            if (p == end) {
+                return p;
+            }
+            return number_end(h, p) == 0 ? p : NULL;
+        }
+    }
+    return p;
+}
+
+static void number_begin(sanitize *h, const unsigned char *p)
+{
+    tok_begin(h, p);
+    h->state = ST_NUMBER;
+    h->nstate = *p == '-' ? N_SIGN : *p == '0' ? N_ZERO : N_INT;
+    h->int_digits = 0;
+    h->frac_digits = 0;
+    h->frac_lead_zeros = 0;
+    h->nonzero = false;
+    h->exp = 0;
+    h->exp_neg = false;
+}
+
+/* ------------------------------------------------------------------------
+ * Bare words
+ */
+static bool is_letter(unsigned char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+}
+
+static int word_end(sanitize *h, const unsigned char *p)
+{
+    h->state = ST_VALUE;
+    h->word[h->word_len] = '\0';
+    const char *w = h->word;
+    if (strcmp(w, "NaN") == 0 || strcmp(w, "Infinity") == 0) {
+        sanitize_kind kind = w[0] == 'N' ? SANITIZE_NAN : SANITIZE_INFINITY;
+        if (tok_replace(h, p, repl_null, 4, kind) != 0) {
+            return -1;
+        }
+        return value_repaired(h);
+    }
+    if (h->word_sign == 0 &&
+        (strcmp(w, "true") == 0 || strcmp(w, "false") == 0 ||
+         strcmp(w, "null") == 0)) {
+        return tok_keep(h);
+    }
+    char msg[64];
+    snprintf(msg, sizeof msg, "invalid literal '%s%s'",
+             h->word_sign == '-'   ? "-"
+             : h->word_sign == '+' ? "+"
+                                   : "",
+             w);
+    fail(h, SANITIZE_EMALFORMED, h->tok_off, msg);
+    return -1;
+}
+
+static const unsigned char *scan_word(sanitize *h, const unsigned char *p,
+                                      const unsigned char *end)
+{
+    while (p < end && is_letter(*p)) {
+        if (h->word_len == sizeof h->word - 1) {
+            fail(h, SANITIZE_EMALFORMED, h->tok_off,
+                 "invalid literal (not true, false, null, NaN or Infinity)");
+            return NULL;
+        }
+        h->word[h->word_len++] = (char)*p++;
+    }
+    if (p == end) {
+        return p;
+    }
+    if (h->word_len == 0) {
+        fail(h, SANITIZE_EMALFORMED, h->tok_off,
+             "'+' must be followed by NaN or Infinity");
+        return NULL;
+    }
+    return word_end(h, p) == 0 ? p : NULL;
+}
+
+/* ------------------------------------------------------------------------
+ * Strings
+ */
+
+/* A pending high surrogate turned out to stand alone. */
+static int hi_lone(sanitize *h)
+{
+    h->hi_pending = false;
+    h->str_dirty = true;
+    h->counts[SANITIZE_LONE_SURROGATE]++;
+    return emit(h, repl_escape, 6, h->hi_off, true);
+}
+
+static int hex_value(unsigned char c)
+{
+    if (c >= '0' && c <= '9') {
+        return c - '0';
+    }
+    if (c >= 'a' && c <= 'f') {
+        return c - 'a' + 10;
+    }
+    if (c >= 'A' && c <= 'F') {
+        return c - 'A' + 10;
+    }
+    return -1;
+}
+
+/* A complete \uXXXX escape ends before p. */
+static int uescape_end(sanitize *h, const unsigned char *p)
+{
+    unsigned v = h->uval;
+    h->state = ST_STRING;
+    if (h->hi_pending) {
+        if (v >= 0xDC00 && v <= 0xDFFF) {
+            h->hi_pending = false;
+            if (h->tok != NULL && emit_clean(h, h->tok) != 0) {
+                return -1;
+            }
+            if (emit(h, h->hi, 6, h->hi_off, false) != 0) {
+                return -1;
+            }
+            return tok_keep(h);
+        }
+        if ((h->tok != NULL && emit_clean(h, h->tok) != 0) || hi_lone(h)) {
+            return -1;
+        }
+    }
+    if (v == 0) {
+        h->str_dirty = true;
+        return tok_replace(h, p, repl_escape, 6, SANITIZE_NUL_ESCAPE);
+    }
+    if (v >= 0xDC00 && v <= 0xDFFF) {
+        h->str_dirty = true;
+        return tok_replace(h, p, repl_escape, 6, SANITIZE_LONE_SURROGATE);
+    }
+    if (v >= 0xD800 && v <= 0xDBFF) {
+        /* Hold it back until the next escape says whether it pairs. */
+        size_t len;
+        const char *s = tok_text(h, p, &len);
+        if (s == NULL || len != 6) {
+            fail(h, SANITIZE_ENOMEM, h->tok_off, "out of memory");
+            return -1;
+        }
+        memcpy(h->hi, s, 6);
+        if (h->tok != NULL && emit_clean(h, h->tok) != 0) {
+            return -1;
+        }
+        h->tokbuf.len = 0;
+        h->clean = p;
+        h->hi_pending = true;
+        h->hi_off = h->tok_off;
+        return 0;
+    }
+    return tok_keep(h);
+}
+
+static const char escape_ok[256] = {
+    ['"'] = 1, ['\\'] = 1, ['/'] = 1, ['b'] = 1,
+    ['f'] = 1, ['n'] = 1,  ['r'] = 1, ['t'] = 1,
+};
+
+/* Bytes that end the fast path inside a string: controls, '"', '\\'
+ * and every byte of a multi-byte UTF-8 sequence. */
+static const char string_stop[256] = {
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+};
+
+/* Replaces the invalid UTF-8 bytes [s, p) of the current chunk, or the
+ * held token when s is NULL. */
+static int utf8_invalid(sanitize *h, const unsigned char *s,
+                        const unsigned char *p)
+{
+    h->str_dirty = true;
+    if (s != NULL) {
+        h->tok = s;
+        h->tok_off = offset_at(h, s);
+    }
+    h->state = ST_STRING;
+    return tok_replace(h, p, repl_utf8, 3, SANITIZE_INVALID_UTF8);
+}
+
+/* Sets the expectations after lead byte c; returns false if c cannot lead
+ * a sequence. */
+static bool utf8_lead(sanitize *h, unsigned char c)
+{
+    h->utf8_lo = 0x80;
+    h->utf8_hi = 0xBF;
+    if (c >= 0xC2 && c <= 0xDF) {
+        h->utf8_need = 1;
+    } else if (c >= 0xE0 && c <= 0xEF) {
+        h->utf8_need = 2;
+        if (c == 0xE0) {
+            h->utf8_lo = 0xA0;
+        } else if (c == 0xED) {
+            h->utf8_hi = 0x9F;
+        }
+    } else if (c >= 0xF0 && c <= 0xF4) {
+        h->utf8_need = 3;
+        if (c == 0xF0) {
+            h->utf8_lo = 0x90;
+        } else if (c == 0xF4) {
+            h->utf8_hi = 0x8F;
+        }
+    } else {
+        return false;
+    }
+    return true;
+}
+
+/* Continues a UTF-8 sequence; returns where it stopped, NULL on error. */
+static const unsigned char *scan_utf8(sanitize *h, const unsigned char *p,
+                                      const unsigned char *end)
+{
+    while (p < end) {
+        if (*p < h->utf8_lo || *p > h->utf8_hi) {
+            /* The sequence so far is one maximal invalid subpart; the byte
+             * at p is read again as a new start. */
+            return utf8_invalid(h, NULL, p) == 0 ? p : NULL;
+        }
+        p++;
+        h->utf8_lo = 0x80;
+        h->utf8_hi = 0xBF;
+        if (--h->utf8_need == 0) {
+            h->state = ST_STRING;
+            return tok_keep(h) == 0 ? p : NULL;
+        }
+    }
+    return p;
+}
+
+/* Reads string bytes from p; returns where it stopped, NULL on error. */
+static const unsigned char *scan_string(sanitize *h, const unsigned char *p,
+                                        const unsigned char *end)
+{
+    while (p < end) {
+        if (h->hi_pending && *p != '\\' && hi_lone(h) != 0) {
+            return NULL;
+        }
+        while (p < end && !string_stop[*p]) {
+            p++;
+        }
+        if (p == end) {
+            return p;
+        }
+        unsigned char c = *p;
+        if (c == '"') {
+            h->state = ST_VALUE;
+            p++;
+            if (h->str_dirty) {
+                /* Let yajl see the whole string, then name it. */
+                h->str_dirty = false;
+                if (emit_clean(h, p) != 0 || value_repaired(h) != 0) {
+                    return NULL;
+                }
+            }
+            return p;
+        }
+        if (c == '\\') {
+            tok_begin(h, p);
+            h->state = ST_ESCAPE;
+            return p + 1;
+        }
+        if (c < 0x20) {
+            fail(h, SANITIZE_EMALFORMED, offset_at(h, p),
+                 "control character in string (must be escaped)");
+            return NULL;
+        }
+        /* c >= 0x80 */
+        if (!utf8_lead(h, c)) {
+            if (utf8_invalid(h, p, p + 1) != 0) {
+                return NULL;
+            }
+            p++;
+            continue;
+        }
+        const unsigned char *s = p++;
+        int need = h->utf8_need;
+        unsigned char lo = h->utf8_lo, hi = h->utf8_hi;
+        while (need > 0 && p < end && *p >= lo && *p <= hi) {
+            p++;
+            need--;
+            lo = 0x80;
+            hi = 0xBF;
+        }
+        if (need == 0) {
+            continue;
+        }
+        if (p < end) {
+            if (utf8_invalid(h, s, p) != 0) {
+                return NULL;
+            }
+            continue;
+        }
+        /* The chunk ends inside the sequence. */
+        tok_begin(h, s);
+        h->utf8_need = need;
+        h->utf8_lo = lo;
+        h->utf8_hi = hi;
+        h->state = ST_UTF8;
+        return p;
+    }
+    return p;
+}
+
+static const unsigned char *scan_escape(sanitize *h, const unsigned char *p)
+{
+    unsigned char c = *p;
+    if (c == 'u') {
+        h->state = ST_UESCAPE;
+        h->uval = 0;
+        h->udigits = 0;
+        return p + 1;
+    }
+    if (!escape_ok[c]) {
+        fail(h, SANITIZE_EMALFORMED, h->tok_off, "invalid escape in string");
+        return NULL;
+    }
+    if (h->hi_pending) {
+        if ((h->tok != NULL && emit_clean(h, h->tok) != 0) || hi_lone(h)) {
+            return NULL;
+        }
+    }
+    h->state = ST_STRING;
+    return tok_keep(h) == 0 ? p + 1 : NULL;
+}
+
+static const unsigned char *scan_uescape(sanitize *h, const unsigned char *p,
+                                         const unsigned char *end)
+{
+    while (p < end && h->udigits < 4) {
+        int v = hex_value(*p);
+        if (v < 0) {
+            fail(h, SANITIZE_EMALFORMED, h->tok_off,
+                 "invalid \\u escape in string (4 hex digits expected)");
+            return NULL;
+        }
+        h->uval = h->uval << 4 | (unsigned)v;
+        h->udigits++;
+        p++;
+    }
+    if (h->udigits == 4) {
+        return uescape_end(h, p) == 0 ? p : NULL;
+    }
+    return p;
+}
+
+/* ------------------------------------------------------------------------
+ * Outside strings
+ */
+static uint64_t out_pos(const sanitize *h, const unsigned char *p)
+{
+    return h->out_off + (uint64_t)(p - h->clean);
+}
+
+static const unsigned char *scan_value(sanitize *h, const unsigned char *p,
+                                       const unsigned char *end)
+{
+    while (p < end) {
+        unsigned char c = *p;
+        switch (value_class[c]) {
+        case V_SPACE:
+            p++;
+            continue;
+        case V_PUNCT:
+            h->seen_value = true;
+            p++;
+            continue;
+        case V_OPEN:
+            h->seen_value = true;
+            if (h->depth >= h->opt.max_depth) {
+                char msg[64];
+                snprintf(msg, sizeof msg, "nesting deeper than %zu",
+                         h->opt.max_depth);
+                fail(h, SANITIZE_ETOO_DEEP, offset_at(h, p), msg);
+                return NULL;
+            }
+            if (h->depth == 0) {
+                h->top_is_object = c == '{';
+            } else if (h->depth == 1) {
+                h->span_open = out_pos(h, p);
+            }
+            h->depth++;
+            p++;
+            continue;
+        case V_CLOSE:
+            h->seen_value = true;
+            p++;
+            if (h->depth > 0 && --h->depth == 1 && h->top_is_object) {
+                /* Let yajl close the member now, while span_close holds. */
+                h->span_close = out_pos(h, p);
+                if (emit_clean(h, p) != 0) {
+                    return NULL;
+                }
+            }
+            continue;
+        case V_QUOTE:
+            h->seen_value = true;
+            h->state = ST_STRING;
+            h->str_off = offset_at(h, p);
+            h->str_dirty = false;
+            return p + 1;
+        case V_NUMBER:
+            h->seen_value = true;
+            number_begin(h, p);
+            return c == '-' || c == '0' ? p + 1 : p;
+        case V_WORD:
+            h->seen_value = true;
+            tok_begin(h, p);
+            h->state = ST_WORD;
+            h->word_len = 0;
+            h->word_sign = 0;
+            if (c == '+') {
+                h->word_sign = '+';
+                p++;
+            }
+            return p;
+        default: {
+            char msg[48];
+            if (c > 0x20 && c < 0x7F) {
+                snprintf(msg, sizeof msg, "unexpected character '%c'", c);
+            } else {
+                snprintf(msg, sizeof msg, "unexpected byte 0x%02X", c);
+            }
+            fail(h, SANITIZE_EMALFORMED, offset_at(h, p), msg);
+            return NULL;
+        }
+        }
+    }
+    return p;
+}
+
+/* ------------------------------------------------------------------------
+ * The handle
+ */
+sanitize *sanitize_new(const sanitize_options *opts)
+{
+    sanitize *h = calloc(1, sizeof *h);
+    if (h == NULL) {
+        return NULL;
+    }
+    if (opts != NULL) {
+        h->opt = *opts;
+    }
+    if (h->opt.max_depth == 0) {
+        h->opt.max_depth = SANITIZE_DEFAULT_MAX_DEPTH;
+    }
+    if (h->opt.max_paths == 0) {
+        h->opt.max_paths = SANITIZE_DEFAULT_MAX_PATHS;
+    }
+    h->pool = calloc(1, sizeof *h->pool);
+    if (h->pool == NULL) {
+        free(h);
+        return NULL;
+    }
+    h->alloc.malloc = pool_malloc;
+    h->alloc.realloc = pool_realloc;
+    h->alloc.free = pool_free;
+    h->alloc.ctx = h->pool;
+    sanitize_reset(h);
+    if (h->yajl == NULL) {
+        sanitize_free(h);
+        return NULL;
+    }
+    return h;
+}
+
+void sanitize_free(sanitize *h)
+{
+    if (h == NULL) {
+        return;
+    }
+    if (h->yajl != NULL) {
+        yajl_free(h->yajl);
+    }
+    pool_destroy(h->pool);
+    ng_buf_free(&h->out);
+    ng_buf_free(&h->tokbuf);
+    ng_buf_free(&h->keys);
+    ng_buf_free(&h->paths);
+    for (int i = 0; i < SANITIZE_FIELD_COUNT; i++) {
+        ng_buf_free(&h->field_str[i]);
+    }
+    free(h->frames);
+    free(h->path_offs);
+    free(h);
+}
+
+void sanitize_set_writer(sanitize *h, sanitize_write_fn write, void *ctx)
+{
+    h->write = write;
+    h->write_ctx = ctx;
+}
+
+void sanitize_reset(sanitize *h)
+{
+    if (h->yajl != NULL) {
+        yajl_free(h->yajl);
+    }
+    h->yajl = yajl_alloc(&callbacks, &h->alloc, h);
+    if (h->yajl != NULL && h->opt.multiple_values) {
+        yajl_config(h->yajl, yajl_allow_multiple_values, 1);
+    }
+    memset(&h->err, 0, sizeof h->err);
+    h->failed = h->yajl == NULL;
+    if (h->failed) {
+        h->err.code = SANITIZE_ENOMEM;
+        snprintf(h->err.message, sizeof h->err.message, "out of memory");
+    }
+    h->seen_value = false;
+    h->state = ST_VALUE;
+    h->depth = 0;
+    h->top_is_object = false;
+    h->chunk = NULL;
+    h->chunk_off = 0;
+    h->clean = NULL;
+    h->out_off = 0;
+    h->tok = NULL;
+    h->tokbuf.len = 0;
+    h->hi_pending = false;
+    h->str_dirty = false;
+    h->out.len = 0;
+    h->nframes = 0;
+    h->keys.len = 0;
+    h->cur_field = -1;
+    memset(h->fields, 0, sizeof h->fields);
+    h->values = 0;
+    memset(h->counts, 0, sizeof h->counts);
+    h->paths.len = 0;
+    h->npaths = 0;
+}
+
+sanitize_status sanitize_feed(sanitize *h, const char *buf, size_t len)
+{
+    if (h->failed) {
+        return h->err.code;
+    }
+    const unsigned char *p = (const unsigned char *)buf;
+    const unsigned char *end = p + len;
+    h->chunk = p;
+    h->clean = p;
+    h->tok = NULL; /* a token in progress began in an earlier chunk */
+    while (p != NULL && p < end) {
+        switch (h->state) {
+        case ST_VALUE:
+            p = scan_value(h, p, end);
+            break;
+        case ST_STRING:
+            p = scan_string(h, p, end);
+            break;
+        case ST_ESCAPE:
+            p = scan_escape(h, p);
+            break;
+        case ST_UESCAPE:
+            p = scan_uescape(h, p, end);
+            break;
+        case ST_UTF8:
+            p = scan_utf8(h, p, end);
+            break;
+        case ST_WORD:
+            p = scan_word(h, p, end);
+            break;
+        case ST_NUMBER:
+            p = scan_number(h, p, end);
+            break;
+        }
+    }
+    if (p != NULL) {
+        bool in_token = h->state == ST_NUMBER || h->state == ST_WORD ||
+                        h->state == ST_ESCAPE || h->state == ST_UESCAPE ||
+                        h->state == ST_UTF8;
+        if (in_token) {
+            /* Hand on what precedes the token; keep the token itself. */
+            const unsigned char *t = h->tok != NULL ? h->tok : h->chunk;
+            if (emit_clean(h, t) == 0 &&
+                ng_buf_append(&h->tokbuf, t, (size_t)(end - t)) != 0) {
+                fail(h, SANITIZE_ENOMEM, h->tok_off, "out of memory");
+            }
+            h->clean = end;
+        } else {
+            emit_clean(h, end);
+        }
+    }
+    h->chunk_off += len;
+    h->chunk = NULL;
+    h->clean = NULL;
+    h->tok = NULL;
+    return h->failed ? h->err.code : SANITIZE_OK;
+}
+
+sanitize_status sanitize_finish(sanitize *h)
+{
+    if (h->failed) {
+        return h->err.code;
+    }
+    static const unsigned char none[1];
+    /* Tokens end at the end of input: finish them on an empty chunk. */
+    h->chunk = none;
+    h->clean = none;
+    h->tok = NULL;
+    int rc = 0;
+    switch (h->state) {
+    case ST_NUMBER:
+        rc = number_end(h, none);
+        break;
+    case ST_WORD:
+        if (h->word_len == 0) {
+            rc = fail(h, SANITIZE_EMALFORMED, h->tok_off,
+                      "'+' must be followed by NaN or Infinity");
+        } else {
+            rc = word_end(h, none);
+        }
+        break;
+    case ST_VALUE:
+        break;
+    default:
+        rc = fail(h, SANITIZE_EMALFORMED, h->str_off, "unterminated string");
+        break;
+    }
+    h->chunk = NULL;
+    h->clean = NULL;
+    if (rc != 0 || h->failed) {
+        return h->err.code;
+    }
+    if (!h->seen_value) {
+        return fail(h, SANITIZE_EMALFORMED, h->chunk_off,
+                    "empty input: no JSON value");
+    }
+    yajl_status st = yajl_complete_parse(h->yajl);
+    if (st != yajl_status_ok) {
+        fail_from_yajl(h, h->chunk_off);
+        return h->err.code;
+    }
+    return SANITIZE_OK;
+}
+
+const sanitize_error *sanitize_last_error(const sanitize *h)
+{
+    return &h->err;
+}
+
+const char *sanitize_output(const sanitize *h, size_t *len)
+{
+    *len = h->out.len;
+    return h->out.data ? h->out.data : "";
+}
+
+uint64_t sanitize_values(const sanitize *h)
+{
+    return h->values;
+}
+
+uint64_t sanitize_count(const sanitize *h, sanitize_kind kind)
+{
+    return (unsigned)kind < SANITIZE_KIND_COUNT ? h->counts[kind] : 0;
+}
+
+uint64_t sanitize_rewrites(const sanitize *h)
+{
+    uint64_t n = 0;
+    for (int i = 0; i < SANITIZE_KIND_COUNT; i++) {
+        n += h->counts[i];
+    }
+    return n;
+}
+
+size_t sanitize_path_count(const sanitize *h)
+{
+    return h->npaths;
+}
+
+const char *sanitize_path(const sanitize *h, size_t i)
+{
+    return i < h->npaths ? h->paths.data + h->path_offs[i] : NULL;
+}
+
+const sanitize_field *sanitize_field_get(const sanitize *h,
+                                         sanitize_field_id id)
+{
+    static const sanitize_field absent;
+    return (unsigned)id < SANITIZE_FIELD_COUNT ? &h->fields[id] : &absent;
+}
