@@ -123,6 +123,7 @@ struct sanitize {
     size_t nframes, frames_cap;
     ng_buf keys;
     int cur_field; /* field named by the current depth-1 key, or -1 */
+    sanitize_type root_type;
     sanitize_field fields[SANITIZE_FIELD_COUNT];
     ng_buf field_str[SANITIZE_FIELD_COUNT];
 
@@ -331,6 +332,9 @@ static void scalar_end(sanitize *h)
 
 static void set_field(sanitize *h, int field, sanitize_type type)
 {
+    if (h->nframes == 0) {
+        h->root_type = type;
+    }
     if (field >= 0) {
         h->fields[field].type = type;
         h->fields[field].str = NULL;
@@ -369,6 +373,9 @@ static int cb_string(void *ctx, const unsigned char *s, size_t len)
 {
     sanitize *h = ctx;
     int field = value_begin(h);
+    if (h->nframes == 0) {
+        h->root_type = SANITIZE_TYPE_STRING;
+    }
     if (field >= 0) {
         ng_buf *b = &h->field_str[field];
         ng_buf_clear(b);
@@ -390,9 +397,8 @@ static int container_start(sanitize *h, bool is_map)
         h->cur_field = -1;
     }
     int field = value_begin(h);
+    set_field(h, field, is_map ? SANITIZE_TYPE_OBJECT : SANITIZE_TYPE_ARRAY);
     if (field >= 0) {
-        set_field(h, field,
-                  is_map ? SANITIZE_TYPE_OBJECT : SANITIZE_TYPE_ARRAY);
         h->fields[field].span_off = h->span_open;
     }
     return push_frame(h, is_map) == 0;
@@ -1397,6 +1403,7 @@ void sanitize_reset(sanitize *h)
     h->keys.len = 0;
     h->cur_field = -1;
     memset(h->fields, 0, sizeof h->fields);
+    h->root_type = SANITIZE_ABSENT;
     h->values = 0;
     memset(h->counts, 0, sizeof h->counts);
     h->paths.len = 0;
@@ -1545,6 +1552,11 @@ size_t sanitize_path_count(const sanitize *h)
 const char *sanitize_path(const sanitize *h, size_t i)
 {
     return i < h->npaths ? h->paths.data + h->path_offs[i] : NULL;
+}
+
+sanitize_type sanitize_root_type(const sanitize *h)
+{
+    return h->root_type;
 }
 
 const sanitize_field *sanitize_field_get(const sanitize *h,

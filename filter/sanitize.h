@@ -149,6 +149,9 @@ const char *sanitize_path(const sanitize *h, size_t i);
 const sanitize_field *sanitize_field_get(const sanitize *h,
                                          sanitize_field_id id);
 
+/* The type of the last top-level value (SANITIZE_ABSENT before one). */
+sanitize_type sanitize_root_type(const sanitize *h);
+
 /* Names: "nan", "infinity", ... and "thread_id", "checkpoint_ns", ... */
 const char *sanitize_kind_name(sanitize_kind kind);
 const char *sanitize_field_name(sanitize_field_id id);
