@@ -38,8 +38,12 @@ fetch() {
     need mvn java
     log "fetching Kafka $version jars into $lib"
     rm -rf "$lib.tmp"
-    mvn -q -B -Dstyle.color=never -f "$here/kafka/pom.xml" dependency:copy-dependencies \
-        -Dkafka.version="$version" -Dlib.dir="$lib.tmp" >&2 || die "maven fetch failed"
+    local out
+    if ! out=$(mvn -q -B -f "$here/kafka/pom.xml" dependency:copy-dependencies \
+        -Dkafka.version="$version" -Dlib.dir="$lib.tmp" 2>&1); then
+        echo "$out" >&2
+        die "maven fetch failed"
+    fi
     rm -rf "$lib" && mv "$lib.tmp" "$lib" && touch "$lib/.complete"
 }
 
@@ -47,7 +51,7 @@ fetch() {
 pid() {  # prints the broker pid if it is running
     local p
     p=$(cat "$dir/kafka.pid" 2>/dev/null) || return 1
-    grep -qs kafka.Kafka "/proc/$p/cmdline" && echo "$p"
+    grep -qsF "$dir/server.properties" "/proc/$p/cmdline" && echo "$p"
 }
 
 port() { sed -n 's|^listeners=PLAINTEXT://127.0.0.1:\([0-9]*\),.*|\1|p' "$dir/server.properties" 2>/dev/null | grep . || echo 19092; }
@@ -71,13 +75,16 @@ offsets.topic.replication.factor=1
 transaction.state.log.replication.factor=1
 transaction.state.log.min.isr=1
 group.initial.rebalance.delay.ms=0
+# re-register quickly after a crash (kafka.sh kill): the old session must expire
+broker.session.timeout.ms=4000
+broker.heartbeat.interval.ms=1000
 PROPS
 }
 
 port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
 start() {
-    local p=${1:-$(port)} i
+    local p=${1:-$(port)} i deadline
     [[ $p =~ ^[0-9]+$ ]] || die "bad port: $p"
     if pid >/dev/null; then
         [[ $p == "$(port)" ]] || die "already running in $dir on port $(port)"
@@ -86,7 +93,7 @@ start() {
         return
     fi
     fetch
-    need kcat
+    need java kcat
     for i in "$p" $((p + 1)); do port_busy "$i" && die "port $i is already in use"; done
     mkdir -p "$dir"
     write_config "$p"
@@ -98,7 +105,8 @@ start() {
     log "starting on 127.0.0.1:$p (output: $dir/kafka.out, log: $dir/kafka.log)"
     nohup "${jvm[@]}" kafka.Kafka "$dir/server.properties" >"$dir/kafka.out" 2>&1 </dev/null &
     echo $! >"$dir/kafka.pid"
-    for ((i = 0; i < 90; i++)); do
+    deadline=$((SECONDS + 90))
+    while ((SECONDS < deadline)); do
         if ! pid >/dev/null; then
             tail -n 20 "$dir/kafka.out" "$dir/kafka.log" >&2 2>/dev/null || true
             die "broker exited during start-up"
@@ -107,7 +115,7 @@ start() {
             echo "127.0.0.1:$p"
             return
         fi
-        sleep 1
+        sleep 0.5
     done
     die "broker not ready after 90 s"
 }
