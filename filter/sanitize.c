@@ -55,6 +55,8 @@ static const char dbl_overflow_digits[] =
     "936475292719074168444365510704342711559699508093042880177904"
     "174497792";
 
+#define NO_OFFSET UINT64_MAX
+
 static const char repl_null[] = "null";
 static const char repl_escape[] = "\\ufffd";
 static const char repl_utf8[] = "\xEF\xBF\xBD";
@@ -117,6 +119,7 @@ struct sanitize {
     uint64_t str_off;
 
     uint64_t span_open, span_close; /* output offsets of a depth-2 value */
+    uint64_t straddle;              /* see emit() */
 
     /* yajl side */
     struct frame *frames;
@@ -544,35 +547,51 @@ static const unsigned char value_class[256] = {
  * Handing text on: to yajl, then to the writer or the output buffer.
  */
 
-/* yajl stops just after the token it refuses; step back to where that
- * token starts (when it starts in the same piece), so errors name it. */
-static size_t token_start(const void *piece, size_t end)
+/* yajl stops just after the token it refuses. Returns where in the piece
+ * that token starts, or -1 when it starts in an earlier piece. */
+static long token_start(const unsigned char *p, size_t end)
 {
-    const unsigned char *p = piece;
     if (end == 0) {
-        return 0;
+        return -1;
     }
     size_t i = end - 1;
     if (p[i] == '"') {
-        while (i > 0 && !(p[i - 1] == '"' && (i < 2 || p[i - 2] != '\\'))) {
-            i--;
+        while (i-- > 0) {
+            size_t bs = 0;
+            while (bs < i && p[i - 1 - bs] == '\\') {
+                bs++;
+            }
+            if (p[i] == '"' && bs % 2 == 0) {
+                return (long)i;
+            }
         }
-        return i > 0 ? i - 1 : end;
+        return -1;
     }
-    while (i > 0 &&
-           (value_class[p[i - 1]] == V_NUMBER ||
-            value_class[p[i - 1]] == V_WORD || p[i - 1] == '.') &&
-           value_class[p[i]] != V_PUNCT && value_class[p[i]] != V_OPEN &&
-           value_class[p[i]] != V_CLOSE) {
+    enum vclass c = value_class[p[i]];
+    if (c != V_NUMBER && c != V_WORD && p[i] != '.') {
+        return (long)i;
+    }
+    while (i > 0 && (value_class[p[i - 1]] == V_NUMBER ||
+                     value_class[p[i - 1]] == V_WORD || p[i - 1] == '.')) {
         i--;
     }
-    return i;
+    return i > 0 ? (long)i : -1;
 }
 
+static bool in_string(const sanitize *h)
+{
+    return h->state == ST_STRING || h->state == ST_ESCAPE ||
+           h->state == ST_UESCAPE || h->state == ST_UTF8;
+}
+
+enum piece { PIECE_CLEAN, PIECE_REPLACEMENT, PIECE_TOKEN_PREFIX };
+
 /* in_off is the input offset of p[0]; a replacement has no input bytes of
- * its own, so errors in it are placed at in_off itself. */
+ * its own, so errors in it are placed at in_off itself. A token that yajl
+ * refuses may have begun in an earlier piece: h->straddle remembers where
+ * the token open at the end of the last piece began. */
 static int emit(sanitize *h, const void *p, size_t n, uint64_t in_off,
-                bool replacement)
+                enum piece kind)
 {
     if (n == 0) {
         return 0;
@@ -583,10 +602,14 @@ static int emit(sanitize *h, const void *p, size_t n, uint64_t in_off,
         return -1;
     }
     if (st != yajl_status_ok) {
-        fail_from_yajl(
-            h, replacement
-                   ? in_off
-                   : in_off + token_start(p, yajl_get_bytes_consumed(h->yajl)));
+        uint64_t off = in_off;
+        if (kind != PIECE_REPLACEMENT) {
+            long i = token_start(p, yajl_get_bytes_consumed(h->yajl));
+            off = i >= 0                     ? in_off + (uint64_t)i
+                  : h->straddle != NO_OFFSET ? h->straddle
+                                             : in_off;
+        }
+        fail_from_yajl(h, off);
         return -1;
     }
     if (h->write != NULL) {
@@ -599,6 +622,9 @@ static int emit(sanitize *h, const void *p, size_t n, uint64_t in_off,
         return -1;
     }
     h->out_off += n;
+    h->straddle = in_string(h)                 ? h->str_off
+                  : kind == PIECE_TOKEN_PREFIX ? h->tok_off
+                                               : NO_OFFSET;
     return 0;
 }
 
@@ -607,7 +633,7 @@ static int emit_clean(sanitize *h, const unsigned char *p)
 {
     const unsigned char *c = h->clean;
     h->clean = p;
-    return emit(h, c, (size_t)(p - c), offset_at(h, c), false);
+    return emit(h, c, (size_t)(p - c), offset_at(h, c), PIECE_CLEAN);
 }
 
 /* The token in progress stays as it is. */
@@ -615,7 +641,8 @@ static int tok_keep(sanitize *h)
 {
     int rc = 0;
     if (h->tok == NULL && h->tokbuf.len > 0) {
-        rc = emit(h, h->tokbuf.data, h->tokbuf.len, h->tok_off, false);
+        rc = emit(h, h->tokbuf.data, h->tokbuf.len, h->tok_off,
+                  PIECE_TOKEN_PREFIX);
     }
     h->tokbuf.len = 0;
     return rc;
@@ -631,7 +658,7 @@ static int tok_replace(sanitize *h, const unsigned char *p, const char *repl,
     h->tokbuf.len = 0;
     h->clean = p;
     h->counts[kind]++;
-    return emit(h, repl, repl_len, h->tok_off, true);
+    return emit(h, repl, repl_len, h->tok_off, PIECE_REPLACEMENT);
 }
 
 static void tok_begin(sanitize *h, const unsigned char *p)
@@ -741,14 +768,15 @@ static int number_end(sanitize *h, const unsigned char *p)
     default:
         break;
     }
-    h->state = ST_VALUE;
+    /* The state changes only after the token is handed on (see emit). */
     if (!number_out_of_range(h, p)) {
-        return tok_keep(h);
+        int rc = tok_keep(h);
+        h->state = ST_VALUE;
+        return rc;
     }
-    if (tok_replace(h, p, repl_null, 4, SANITIZE_OUT_OF_RANGE) != 0) {
-        return -1;
-    }
-    return value_repaired(h);
+    int rc = tok_replace(h, p, repl_null, 4, SANITIZE_OUT_OF_RANGE);
+    h->state = ST_VALUE;
+    return rc == 0 ? value_repaired(h) : -1;
 }
 
 static const unsigned char *scan_digits(const unsigned char *p,
@@ -958,7 +986,7 @@ static int hi_lone(sanitize *h)
     h->hi_pending = false;
     h->str_dirty = true;
     h->counts[SANITIZE_LONE_SURROGATE]++;
-    return emit(h, repl_escape, 6, h->hi_off, true);
+    return emit(h, repl_escape, 6, h->hi_off, PIECE_REPLACEMENT);
 }
 
 static int hex_value(unsigned char c)
@@ -986,7 +1014,7 @@ static int uescape_end(sanitize *h, const unsigned char *p)
             if (h->tok != NULL && emit_clean(h, h->tok) != 0) {
                 return -1;
             }
-            if (emit(h, h->hi, 6, h->hi_off, false) != 0) {
+            if (emit(h, h->hi, 6, h->hi_off, PIECE_CLEAN) != 0) {
                 return -1;
             }
             return tok_keep(h);
@@ -1398,6 +1426,7 @@ void sanitize_reset(sanitize *h)
     h->tokbuf.len = 0;
     h->hi_pending = false;
     h->str_dirty = false;
+    h->straddle = NO_OFFSET;
     h->out.len = 0;
     h->nframes = 0;
     h->keys.len = 0;

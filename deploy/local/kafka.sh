@@ -24,7 +24,7 @@ version=${KAFKA_VERSION:-4.3.1}
 lib=${NANGUARD_CACHE:-$HOME/.cache/nanguard}/kafka-$version/lib
 log() { echo "kafka.sh: $*" >&2; }
 die() { log "error: $*"; exit 1; }
-usage() { sed -n '4,16s/^# \{0,1\}//p' "$0" >&2; exit 2; }
+usage() { sed -n '5,15s/^# \{0,1\}//p' "$0" >&2; exit 2; }
 
 need() {  # need CMD...: install the Debian packages when a tool is missing
     local c
@@ -46,7 +46,6 @@ fetch() {
     fi
     rm -rf "$lib" && mv "$lib.tmp" "$lib" && touch "$lib/.complete"
 }
-
 
 pid() {  # prints the broker pid if it is running
     local p
@@ -99,11 +98,11 @@ start() {
     write_config "$p"
     if [[ ! -f $dir/logs/meta.properties ]]; then
         log "formatting $dir/logs"
-        "${jvm[@]}" kafka.tools.StorageTool format -t "$("${jvm[@]}" kafka.tools.StorageTool random-uuid)" \
+        "${tool[@]}" kafka.tools.StorageTool format -t "$("${tool[@]}" kafka.tools.StorageTool random-uuid)" \
             -c "$dir/server.properties" >/dev/null || die "storage format failed"
     fi
     log "starting on 127.0.0.1:$p (output: $dir/kafka.out, log: $dir/kafka.log)"
-    nohup "${jvm[@]}" kafka.Kafka "$dir/server.properties" >"$dir/kafka.out" 2>&1 </dev/null &
+    nohup "${jvm[@]}" "${heap[@]}" kafka.Kafka "$dir/server.properties" >"$dir/kafka.out" 2>&1 </dev/null &
     echo $! >"$dir/kafka.pid"
     deadline=$((SECONDS + 90))
     while ((SECONDS < deadline)); do
@@ -141,7 +140,7 @@ topics() {  # topics NAME:PARTS...
     pid >/dev/null || die "broker not running in $dir"
     for t; do
         [[ $t =~ ^([A-Za-z0-9._-]+):([0-9]+)$ ]] || die "bad topic spec: $t (want NAME:PARTITIONS)"
-        "${jvm[@]}" org.apache.kafka.tools.TopicCommand --bootstrap-server "127.0.0.1:$(port)" \
+        "${tool[@]}" org.apache.kafka.tools.TopicCommand --bootstrap-server "127.0.0.1:$(port)" \
             --create --if-not-exists --topic "${BASH_REMATCH[1]}" \
             --partitions "${BASH_REMATCH[2]}" --replication-factor 1 >&2 ||
             die "cannot create topic $t"
@@ -152,9 +151,10 @@ cmd=${1:-}
 [[ $cmd == fetch ]] && { fetch; exit; }
 (($# >= 2)) || usage
 dir=$(realpath -m "$2")
-read -ra heap <<<"${KAFKA_HEAP:--Xms256m -Xmx1g}"
-jvm=(java "${heap[@]}" -Djava.awt.headless=true -cp "$lib/*"  # + MAIN-CLASS ARGS...
+read -ra heap <<<"${KAFKA_HEAP:--Xms256m -Xmx1g}"  # broker only
+jvm=(java -Djava.awt.headless=true -cp "$lib/*"  # + [JVM OPTIONS] MAIN-CLASS ARGS...
     -Dlog4j2.configurationFile="$here/kafka/log4j2.xml" -Dkafka.logs.dir="$dir")
+tool=("${jvm[@]}" -XX:TieredStopAtLevel=1)  # short-lived tools start faster with C1 only
 case $cmd in
 start) start "${3:-}" ;;
 stop) stop ;;

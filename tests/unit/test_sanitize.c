@@ -1,0 +1,571 @@
+/* test_sanitize.c - the sanitizer contract, case by case. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "filter/envelope.h"
+#include "filter/sanitize.h"
+
+/* The result of one run over an input, fed in chunks of `chunk` bytes
+ * (0: all at once). */
+struct run {
+    sanitize_status status;
+    uint64_t offset;
+    char out[8192];
+    size_t out_len;
+    uint64_t counts[SANITIZE_KIND_COUNT];
+};
+
+static void run_input(sanitize *h, const char *in, size_t len, size_t chunk,
+                      struct run *r)
+{
+    sanitize_reset(h);
+    sanitize_status st = SANITIZE_OK;
+    size_t step = chunk ? chunk : (len ? len : 1);
+    for (size_t i = 0; i < len && st == SANITIZE_OK; i += step) {
+        size_t n = len - i < step ? len - i : step;
+        st = sanitize_feed(h, in + i, n);
+    }
+    if (st == SANITIZE_OK) {
+        st = sanitize_finish(h);
+    }
+    r->status = st;
+    r->offset = sanitize_last_error(h)->offset;
+    size_t out_len;
+    const char *out = sanitize_output(h, &out_len);
+    assert_true(out_len < sizeof r->out);
+    memcpy(r->out, out, out_len);
+    r->out[out_len] = '\0';
+    r->out_len = out_len;
+    for (int k = 0; k < SANITIZE_KIND_COUNT; k++) {
+        r->counts[k] = sanitize_count(h, (sanitize_kind)k);
+    }
+}
+
+static sanitize *new_handle(int multiple)
+{
+    sanitize_options o = {.multiple_values = multiple};
+    sanitize *h = sanitize_new(&o);
+    assert_non_null(h);
+    return h;
+}
+
+/* ------------------------------------------------------------------------
+ * Repairs: input, expected output, kind and count of rewrites.
+ */
+struct repair_case {
+    const char *in;
+    const char *out;
+    int kind; /* -1: none */
+    unsigned count;
+};
+
+static const struct repair_case repairs[] = {
+    /* bare non-finite literals */
+    {"NaN", "null", SANITIZE_NAN, 1},
+    {"[NaN]", "[null]", SANITIZE_NAN, 1},
+    {"[+NaN, -NaN]", "[null, null]", SANITIZE_NAN, 2},
+    {"[Infinity]", "[null]", SANITIZE_INFINITY, 1},
+    {"[+Infinity,-Infinity]", "[null,null]", SANITIZE_INFINITY, 2},
+    {"{\"a\":-Infinity}", "{\"a\":null}", SANITIZE_INFINITY, 1},
+    /* numbers out of range */
+    {"[1e400]", "[null]", SANITIZE_OUT_OF_RANGE, 1},
+    {"[-1e309]", "[null]", SANITIZE_OUT_OF_RANGE, 1},
+    {"[1.7976931348623159e308]", "[null]", SANITIZE_OUT_OF_RANGE, 1},
+    {"[1e-16384]", "[null]", SANITIZE_OUT_OF_RANGE, 1},
+    {"[1.5e-16383]", "[null]", SANITIZE_OUT_OF_RANGE, 1},
+    {"[0e99999999999]", "[null]", SANITIZE_OUT_OF_RANGE, 1},
+    {"[1E+400, 2]", "[null, 2]", SANITIZE_OUT_OF_RANGE, 1},
+    /* numbers in range stay as they are */
+    {"[1.7976931348623157e308]", "[1.7976931348623157e308]", -1, 0},
+    {"[1.7976931348623158e308]", "[1.7976931348623158e308]", -1, 0},
+    {"[1e-16383, 0e-16383, 1e-400]", "[1e-16383, 0e-16383, 1e-400]", -1, 0},
+    {"[0e400]", "[0e400]", -1, 0},
+    {"[1.50000000000000000001]", "[1.50000000000000000001]", -1, 0},
+    {"[-0, 1E+2, 1e-2, 0.0, -0.0e-0]", "[-0, 1E+2, 1e-2, 0.0, -0.0e-0]", -1, 0},
+    {"123456789012345678901234567890", "123456789012345678901234567890", -1, 0},
+    /* escapes */
+    {"[\"\\u0000\"]", "[\"\\ufffd\"]", SANITIZE_NUL_ESCAPE, 1},
+    {"[\"a\\u0000b\\u0000\"]", "[\"a\\ufffdb\\ufffd\"]", SANITIZE_NUL_ESCAPE,
+     2},
+    {"[\"\\ud800\"]", "[\"\\ufffd\"]", SANITIZE_LONE_SURROGATE, 1},
+    {"[\"\\udc00\"]", "[\"\\ufffd\"]", SANITIZE_LONE_SURROGATE, 1},
+    {"[\"\\uD800x\"]", "[\"\\ufffdx\"]", SANITIZE_LONE_SURROGATE, 1},
+    {"[\"\\ud800\\n\"]", "[\"\\ufffd\\n\"]", SANITIZE_LONE_SURROGATE, 1},
+    {"[\"\\ud800\\u0041\"]", "[\"\\ufffd\\u0041\"]", SANITIZE_LONE_SURROGATE,
+     1},
+    {"[\"\\ud800\\ud800\\udc00\"]", "[\"\\ufffd\\ud800\\udc00\"]",
+     SANITIZE_LONE_SURROGATE, 1},
+    {"[\"\\udc00\\ud800\"]", "[\"\\ufffd\\ufffd\"]", SANITIZE_LONE_SURROGATE,
+     2},
+    {"{\"\\ud800\":1}", "{\"\\ufffd\":1}", SANITIZE_LONE_SURROGATE, 1},
+    {"[\"\\ud83d\\ude00\"]", "[\"\\ud83d\\ude00\"]", -1, 0},
+    {"[\"\\u00e9\\t\\\"\\\\\\/\"]", "[\"\\u00e9\\t\\\"\\\\\\/\"]", -1, 0},
+    /* invalid UTF-8: one U+FFFD per maximal invalid subpart */
+    {"[\"\xff\"]", "[\"\xEF\xBF\xBD\"]", SANITIZE_INVALID_UTF8, 1},
+    {"[\"a\xe2\x82\"]", "[\"a\xEF\xBF\xBD\"]", SANITIZE_INVALID_UTF8, 1},
+    {"[\"\xe2\x82x\"]", "[\"\xEF\xBF\xBDx\"]", SANITIZE_INVALID_UTF8, 1},
+    {"[\"\xed\xa0\x80\"]", "[\"\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD\"]",
+     SANITIZE_INVALID_UTF8, 3},
+    {"[\"\xc0\xaf\"]", "[\"\xEF\xBF\xBD\xEF\xBF\xBD\"]", SANITIZE_INVALID_UTF8,
+     2},
+    {"[\"\xf4\x90\x80\x80\"]",
+     "[\"\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD\"]",
+     SANITIZE_INVALID_UTF8, 4},
+    {"[\"\xf0\x9f\x98\"]", "[\"\xEF\xBF\xBD\"]", SANITIZE_INVALID_UTF8, 1},
+    {"[\"caf\xc3\xa9 \xe4\xb8\x96 \xf0\x9f\x98\x80\"]",
+     "[\"caf\xc3\xa9 \xe4\xb8\x96 \xf0\x9f\x98\x80\"]", -1, 0},
+    /* literal text inside strings is never touched */
+    {"[\"NaN\", \"Infinity\", \"-Infinity\"]",
+     "[\"NaN\", \"Infinity\", \"-Infinity\"]", -1, 0},
+    {"[\"a\\\"NaN\", \"\\\\\", NaN]", "[\"a\\\"NaN\", \"\\\\\", null]",
+     SANITIZE_NAN, 1},
+    {"{\"NaN\": \"Infinity\", \"Infinity\": NaN}",
+     "{\"NaN\": \"Infinity\", \"Infinity\": null}", SANITIZE_NAN, 1},
+    {"[true, false, null]", "[true, false, null]", -1, 0},
+    /* white space and key order are kept */
+    {" {\n\t\"b\" : [ NaN ] ,\r\n \"a\":1 } ",
+     " {\n\t\"b\" : [ null ] ,\r\n \"a\":1 } ", SANITIZE_NAN, 1},
+};
+
+static void check_repair(sanitize *h, const struct repair_case *c, size_t chunk)
+{
+    struct run r;
+    run_input(h, c->in, strlen(c->in), chunk, &r);
+    if (r.status != SANITIZE_OK) {
+        fail_msg("%s (chunk %zu): status %d: %s", c->in, chunk, r.status,
+                 sanitize_last_error(h)->message);
+    }
+    if (strcmp(r.out, c->out) != 0) {
+        fail_msg("%s (chunk %zu): got %s, want %s", c->in, chunk, r.out,
+                 c->out);
+    }
+    for (int k = 0; k < SANITIZE_KIND_COUNT; k++) {
+        uint64_t want = k == c->kind ? c->count : 0;
+        if (r.counts[k] != want) {
+            fail_msg("%s (chunk %zu): %s count %llu, want %llu", c->in, chunk,
+                     sanitize_kind_name((sanitize_kind)k),
+                     (unsigned long long)r.counts[k], (unsigned long long)want);
+        }
+    }
+}
+
+static void test_repairs(void **state)
+{
+    (void)state;
+    sanitize *h = new_handle(0);
+    for (size_t i = 0; i < sizeof repairs / sizeof repairs[0]; i++) {
+        check_repair(h, &repairs[i], 0);
+    }
+    sanitize_free(h);
+}
+
+/* Every input of the table, cut into chunks of every size: a literal or an
+ * escape split across two chunks gives the same output as one call. */
+static void test_repairs_every_chunk_size(void **state)
+{
+    (void)state;
+    sanitize *h = new_handle(0);
+    for (size_t i = 0; i < sizeof repairs / sizeof repairs[0]; i++) {
+        size_t len = strlen(repairs[i].in);
+        for (size_t chunk = 1; chunk <= len; chunk++) {
+            check_repair(h, &repairs[i], chunk);
+        }
+    }
+    sanitize_free(h);
+}
+
+/* Two chunks, cut at every byte position. */
+static void test_split_at_every_position(void **state)
+{
+    (void)state;
+    static const char *const inputs[] = {
+        "{\"thread_id\": \"t\\u00e9\", \"v\": [NaN, -Infinity, 1e400, "
+        "1.25e-3, \"\\ud800\\udc00\\u0000\", \"\xe2\x82\xac\xff\", true]}",
+        "[-NaN,+Infinity,Infinity,\"\\uDBFF\\uDFFF\",\"\\ud800\",-0.5E+10]",
+    };
+    sanitize *h = new_handle(0);
+    for (size_t i = 0; i < sizeof inputs / sizeof inputs[0]; i++) {
+        size_t len = strlen(inputs[i]);
+        struct run whole;
+        run_input(h, inputs[i], len, 0, &whole);
+        assert_int_equal(whole.status, SANITIZE_OK);
+        for (size_t cut = 0; cut <= len; cut++) {
+            sanitize_reset(h);
+            assert_int_equal(sanitize_feed(h, inputs[i], cut), SANITIZE_OK);
+            assert_int_equal(sanitize_feed(h, inputs[i] + cut, len - cut),
+                             SANITIZE_OK);
+            assert_int_equal(sanitize_finish(h), SANITIZE_OK);
+            size_t n;
+            const char *out = sanitize_output(h, &n);
+            assert_int_equal(n, whole.out_len);
+            assert_memory_equal(out, whole.out, n);
+            for (int k = 0; k < SANITIZE_KIND_COUNT; k++) {
+                assert_int_equal(sanitize_count(h, (sanitize_kind)k),
+                                 whole.counts[k]);
+            }
+        }
+    }
+    sanitize_free(h);
+}
+
+/* ------------------------------------------------------------------------
+ * The seed's cases: what json.dumps writes for an agent checkpoint.
+ */
+static void test_seed_cases(void **state)
+{
+    (void)state;
+    static const struct repair_case seed[] = {
+        {"{\"value\": NaN}", "{\"value\": null}", SANITIZE_NAN, 1},
+        {"{\"value\": Infinity}", "{\"value\": null}", SANITIZE_INFINITY, 1},
+        {"{\"value\": -Infinity}", "{\"value\": null}", SANITIZE_INFINITY, 1},
+        {"{\"checkpoint\": {\"channel_values\": {\"data_store\": "
+         "{\"neighbor_bounding_box\": [NaN, NaN, 123.45, Infinity]}}}}",
+         "{\"checkpoint\": {\"channel_values\": {\"data_store\": "
+         "{\"neighbor_bounding_box\": [null, null, 123.45, null]}}}}",
+         -1, 0},
+        {"{\"ok\": 1.5, \"bad\": NaN, \"list\": [1, NaN, 3], \"s\": \"NaN\"}",
+         "{\"ok\": 1.5, \"bad\": null, \"list\": [1, null, 3], \"s\": \"NaN\"}",
+         SANITIZE_NAN, 2},
+        {"{\"a\": 1, \"b\": 2.5, \"c\": \"text\", \"d\": [true, false, null],"
+         " \"e\": {\"f\": -3e-7}}",
+         "{\"a\": 1, \"b\": 2.5, \"c\": \"text\", \"d\": [true, false, null],"
+         " \"e\": {\"f\": -3e-7}}",
+         -1, 0},
+    };
+    sanitize *h = new_handle(0);
+    for (size_t i = 0; i < sizeof seed / sizeof seed[0]; i++) {
+        if (seed[i].kind >= 0) {
+            check_repair(h, &seed[i], 0);
+            continue;
+        }
+        struct run r;
+        run_input(h, seed[i].in, strlen(seed[i].in), 0, &r);
+        assert_int_equal(r.status, SANITIZE_OK);
+        assert_string_equal(r.out, seed[i].out);
+    }
+    /* The nested case: 2 nan, 1 infinity, and where they were. */
+    run_input(h, seed[3].in, strlen(seed[3].in), 0, &(struct run){0});
+    assert_int_equal(sanitize_count(h, SANITIZE_NAN), 2);
+    assert_int_equal(sanitize_count(h, SANITIZE_INFINITY), 1);
+    assert_int_equal(sanitize_path_count(h), 3);
+    const char *base = "/checkpoint/channel_values/data_store/"
+                       "neighbor_bounding_box/";
+    char want[128];
+    static const int idx[] = {0, 1, 3};
+    for (size_t i = 0; i < 3; i++) {
+        snprintf(want, sizeof want, "%s%d", base, idx[i]);
+        assert_string_equal(sanitize_path(h, i), want);
+    }
+    sanitize_free(h);
+}
+
+/* ------------------------------------------------------------------------
+ * Malformed input: refused, with a reason and the offset of the fault.
+ */
+struct bad_case {
+    const char *in;
+    size_t len; /* 0: strlen */
+    sanitize_status status;
+    uint64_t offset;
+    const char *reason; /* a word the message must hold */
+};
+
+static const struct bad_case bad[] = {
+    {"nan", 0, SANITIZE_EMALFORMED, 0, "literal"},
+    {"[Nan]", 0, SANITIZE_EMALFORMED, 1, "literal"},
+    {"[1, Inf]", 0, SANITIZE_EMALFORMED, 4, "Inf"},
+    {"NaNa", 0, SANITIZE_EMALFORMED, 0, "NaNa"},
+    {"[-nan]", 0, SANITIZE_EMALFORMED, 1, "digit"},
+    {"[+1]", 0, SANITIZE_EMALFORMED, 1, "'+'"},
+    {"[1,]", 0, SANITIZE_EMALFORMED, 3, "token"},
+    {"01", 0, SANITIZE_EMALFORMED, 0, "leading zero"},
+    {"[1.]", 0, SANITIZE_EMALFORMED, 1, "decimal point"},
+    {"[1e]", 0, SANITIZE_EMALFORMED, 1, "exponent"},
+    {"\"abc", 0, SANITIZE_EMALFORMED, 0, "unterminated"},
+    {"{\"a\": \"b", 0, SANITIZE_EMALFORMED, 6, "unterminated"},
+    {"[\"a\tb\"]", 0, SANITIZE_EMALFORMED, 3, "control"},
+    {"['a']", 0, SANITIZE_EMALFORMED, 1, "'''"},
+    {"[\"\\x\"]", 0, SANITIZE_EMALFORMED, 2, "escape"},
+    {"[\"\\u12G4\"]", 0, SANITIZE_EMALFORMED, 2, "escape"},
+    {"", 0, SANITIZE_EMALFORMED, 0, "empty"},
+    {" \n ", 0, SANITIZE_EMALFORMED, 3, "empty"},
+    {"{\"a\" 1}", 0, SANITIZE_EMALFORMED, 5, "colon"},
+    {"[1 2]", 0, SANITIZE_EMALFORMED, 3, "expect"},
+    {"{\"a\":1}}", 0, SANITIZE_EMALFORMED, 7, "garbage"},
+    {"[1, 2", 0, SANITIZE_EMALFORMED, 5, "premature"},
+    {"{\"a\":1} 2", 0, SANITIZE_EMALFORMED, 8, "garbage"},
+    {"truefalse", 0, SANITIZE_EMALFORMED, 0, "literal"},
+    {"[NaN1]", 0, SANITIZE_EMALFORMED, 4, "expect"},
+    {"/* c */ 1", 0, SANITIZE_EMALFORMED, 0, "'/'"},
+    {"[\x80]", 0, SANITIZE_EMALFORMED, 1, "0x80"},
+    {"{NaN: 1}", 0, SANITIZE_EMALFORMED, 1, "token"},
+};
+
+static void test_malformed(void **state)
+{
+    (void)state;
+    sanitize *h = new_handle(0);
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        const struct bad_case *c = &bad[i];
+        size_t len = c->len ? c->len : strlen(c->in);
+        for (size_t chunk = 0; chunk <= len; chunk++) {
+            struct run r;
+            run_input(h, c->in, len, chunk, &r);
+            const sanitize_error *e = sanitize_last_error(h);
+            if (r.status != c->status || r.offset != c->offset ||
+                strstr(e->message, c->reason) == NULL) {
+                fail_msg("'%s' (chunk %zu): status %d offset %llu '%s'; "
+                         "want %d offset %llu '%s'",
+                         c->in, chunk, r.status, (unsigned long long)r.offset,
+                         e->message, c->status, (unsigned long long)c->offset,
+                         c->reason);
+            }
+            /* After an error the handle refuses more input. */
+            assert_int_equal(sanitize_feed(h, "1", 1), c->status);
+        }
+    }
+    sanitize_free(h);
+}
+
+/* ------------------------------------------------------------------------
+ * Depth: the limit is an error, never a crash or recursion.
+ */
+static char *nested(size_t depth)
+{
+    char *s = malloc(2 * depth + 1);
+    assert_non_null(s);
+    memset(s, '[', depth);
+    memset(s + depth, ']', depth);
+    s[2 * depth] = '\0';
+    return s;
+}
+
+static void test_depth(void **state)
+{
+    (void)state;
+    sanitize *h = new_handle(0);
+    char *ok = nested(1000);
+    struct run r;
+    sanitize_reset(h);
+    assert_int_equal(sanitize_feed(h, ok, 2000), SANITIZE_OK);
+    assert_int_equal(sanitize_finish(h), SANITIZE_OK);
+    size_t n;
+    sanitize_output(h, &n);
+    assert_int_equal(n, 2000);
+    free(ok);
+
+    char *deep = nested(100000);
+    sanitize_reset(h);
+    assert_int_equal(sanitize_feed(h, deep, 200000), SANITIZE_ETOO_DEEP);
+    assert_int_equal(sanitize_last_error(h)->offset, 1000);
+    free(deep);
+
+    sanitize_options o = {.max_depth = 3};
+    sanitize *small = sanitize_new(&o);
+    run_input(small, "[[[1]]]", 7, 1, &r);
+    assert_int_equal(r.status, SANITIZE_OK);
+    run_input(small, "[[[[1]]]]", 9, 1, &r);
+    assert_int_equal(r.status, SANITIZE_ETOO_DEEP);
+    assert_int_equal(r.offset, 3);
+    sanitize_free(small);
+    sanitize_free(h);
+}
+
+/* ------------------------------------------------------------------------
+ * Report paths (RFC 6901), envelope capture, streams, reuse.
+ */
+static void test_paths(void **state)
+{
+    (void)state;
+    sanitize *h = new_handle(0);
+    const char *in = "{\"a/b\": {\"m~n\": [1, [NaN]]}, \"s\": \"\\u0000\", "
+                     "\"\\ud800\": 1, \"\": Infinity}";
+    struct run r;
+    run_input(h, in, strlen(in), 0, &r);
+    assert_int_equal(r.status, SANITIZE_OK);
+    assert_int_equal(sanitize_path_count(h), 4);
+    assert_string_equal(sanitize_path(h, 0), "/a~1b/m~0n/1/0");
+    assert_string_equal(sanitize_path(h, 1), "/s");
+    assert_string_equal(sanitize_path(h, 2), "/\xEF\xBF\xBD");
+    assert_string_equal(sanitize_path(h, 3), "/");
+
+    /* Only the first max_paths are kept; counts go on. */
+    sanitize_options o = {.max_paths = 2};
+    sanitize *few = sanitize_new(&o);
+    run_input(few, "[NaN,NaN,NaN]", 13, 0, &r);
+    assert_int_equal(sanitize_path_count(few), 2);
+    assert_int_equal(sanitize_count(few, SANITIZE_NAN), 3);
+    sanitize_free(few);
+    sanitize_free(h);
+}
+
+static void test_envelope(void **state)
+{
+    (void)state;
+    sanitize *h = new_handle(0);
+    const char *in =
+        "{\"thread_id\": \"t-\\u00e9\\\"1\", \"checkpoint_id\": \"c1\", "
+        "\"extra\": {\"checkpoint\": 5}, "
+        "\"checkpoint\": {\"v\": [NaN, 1], \"s\": \"\\u0000\"}, "
+        "\"parent_checkpoint_id\": null, \"metadata\": {\"step\": Infinity}}";
+    struct run r;
+    run_input(h, in, strlen(in), 3, &r);
+    assert_int_equal(r.status, SANITIZE_OK);
+    envelope env;
+    char why[128];
+    assert_int_equal(envelope_read(h, &env, why, sizeof why), 0);
+    assert_string_equal(env.thread_id, "t-\xc3\xa9\"1");
+    assert_string_equal(env.checkpoint_id, "c1");
+    assert_string_equal(env.checkpoint_ns, "");
+    assert_null(env.parent_checkpoint_id);
+    assert_string_equal(env.type, "checkpoint");
+    const char *cp = "{\"v\": [null, 1], \"s\": \"\\ufffd\"}";
+    assert_int_equal(env.checkpoint_len, strlen(cp));
+    assert_memory_equal(env.checkpoint, cp, strlen(cp));
+    assert_int_equal(env.metadata_len, strlen("{\"step\": null}"));
+    assert_memory_equal(env.metadata, "{\"step\": null}", env.metadata_len);
+
+    static const struct {
+        const char *in;
+        const char *why;
+    } invalid[] = {
+        {"[1]", "the message must be a JSON object, not an array"},
+        {"{\"checkpoint_id\": \"c\", \"checkpoint\": {}}",
+         "missing required field 'thread_id'"},
+        {"{\"thread_id\": \"t\", \"checkpoint\": {}}",
+         "missing required field 'checkpoint_id'"},
+        {"{\"thread_id\": \"t\", \"checkpoint_id\": \"c\"}",
+         "missing required field 'checkpoint'"},
+        {"{\"thread_id\": 1, \"checkpoint_id\": \"c\", \"checkpoint\": {}}",
+         "field 'thread_id' must be a string, not a number"},
+        {"{\"thread_id\": \"t\", \"checkpoint_id\": \"c\", \"checkpoint\": []}",
+         "field 'checkpoint' must be an object, not an array"},
+        {"{\"thread_id\": \"t\", \"checkpoint_id\": \"c\", \"checkpoint\": {},"
+         " \"metadata\": NaN}",
+         "field 'metadata' must be an object, not null"},
+    };
+    for (size_t i = 0; i < sizeof invalid / sizeof invalid[0]; i++) {
+        run_input(h, invalid[i].in, strlen(invalid[i].in), 0, &r);
+        assert_int_equal(r.status, SANITIZE_OK);
+        assert_int_equal(envelope_read(h, &env, why, sizeof why), -1);
+        assert_string_equal(why, invalid[i].why);
+    }
+    sanitize_free(h);
+}
+
+static void test_stream_of_values(void **state)
+{
+    (void)state;
+    sanitize *h = new_handle(1);
+    const char *in = "{\"a\":NaN}\n[1]\n\"s\" 2 true{\"b\":{}}[]";
+    for (size_t chunk = 0; chunk <= strlen(in); chunk++) {
+        struct run r;
+        run_input(h, in, strlen(in), chunk, &r);
+        assert_int_equal(r.status, SANITIZE_OK);
+        assert_string_equal(r.out,
+                            "{\"a\":null}\n[1]\n\"s\" 2 true{\"b\":{}}[]");
+        assert_int_equal(sanitize_values(h), 7);
+    }
+    sanitize_free(h);
+}
+
+/* A handle is reused: the same input gives the same output every time,
+ * after errors too. */
+static void test_reuse(void **state)
+{
+    (void)state;
+    sanitize *h = new_handle(0);
+    const char *good = "{\"x\": [NaN, \"\\ud800\"]}";
+    struct run first, again;
+    run_input(h, good, strlen(good), 0, &first);
+    for (int i = 0; i < 100; i++) {
+        run_input(h, "[1, 2", 5, 0, &again);
+        assert_int_equal(again.status, SANITIZE_EMALFORMED);
+        run_input(h, good, strlen(good), 0, &again);
+        assert_int_equal(again.status, SANITIZE_OK);
+        assert_string_equal(again.out, first.out);
+        assert_int_equal(sanitize_path_count(h), 2);
+    }
+    sanitize_free(h);
+}
+
+/* Sanitizing the output again changes nothing. */
+static void test_idempotent(void **state)
+{
+    (void)state;
+    sanitize *h = new_handle(0);
+    for (size_t i = 0; i < sizeof repairs / sizeof repairs[0]; i++) {
+        struct run once, twice;
+        run_input(h, repairs[i].in, strlen(repairs[i].in), 0, &once);
+        run_input(h, once.out, once.out_len, 0, &twice);
+        assert_int_equal(twice.status, SANITIZE_OK);
+        assert_string_equal(twice.out, once.out);
+        for (int k = 0; k < SANITIZE_KIND_COUNT; k++) {
+            assert_int_equal(twice.counts[k], 0);
+        }
+    }
+    sanitize_free(h);
+}
+
+/* The writer callback gets the same bytes as the buffer, and its failure
+ * stops the handle. */
+static int collect(void *ctx, const char *buf, size_t len)
+{
+    char *dst = ctx;
+    strncat(dst, buf, len);
+    return 0;
+}
+
+static int refuse(void *ctx, const char *buf, size_t len)
+{
+    (void)ctx;
+    (void)buf;
+    (void)len;
+    return -1;
+}
+
+static void test_writer(void **state)
+{
+    (void)state;
+    sanitize *h = new_handle(0);
+    char got[256] = "";
+    sanitize_set_writer(h, collect, got);
+    const char *in = "[NaN, \"\\u0000\", 1e999, 2]";
+    sanitize_reset(h);
+    for (size_t i = 0; i < strlen(in); i++) {
+        assert_int_equal(sanitize_feed(h, in + i, 1), SANITIZE_OK);
+    }
+    assert_int_equal(sanitize_finish(h), SANITIZE_OK);
+    assert_string_equal(got, "[null, \"\\ufffd\", null, 2]");
+
+    sanitize_set_writer(h, refuse, NULL);
+    sanitize_reset(h);
+    assert_int_equal(sanitize_feed(h, in, strlen(in)), SANITIZE_EWRITE);
+    sanitize_free(h);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_repairs),
+        cmocka_unit_test(test_repairs_every_chunk_size),
+        cmocka_unit_test(test_split_at_every_position),
+        cmocka_unit_test(test_seed_cases),
+        cmocka_unit_test(test_malformed),
+        cmocka_unit_test(test_depth),
+        cmocka_unit_test(test_paths),
+        cmocka_unit_test(test_envelope),
+        cmocka_unit_test(test_stream_of_values),
+        cmocka_unit_test(test_reuse),
+        cmocka_unit_test(test_idempotent),
+        cmocka_unit_test(test_writer),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
