@@ -84,6 +84,7 @@ struct sanitize {
     enum scan_state state;
     size_t depth;
     bool top_is_object;
+    bool top_done;              /* a whole top-level value has been read */
     const unsigned char *chunk; /* current chunk */
     uint64_t chunk_off;         /* input offset of chunk[0] */
     const unsigned char *clean; /* first byte of the chunk not handed on */
@@ -772,10 +773,12 @@ static int number_end(sanitize *h, const unsigned char *p)
     if (!number_out_of_range(h, p)) {
         int rc = tok_keep(h);
         h->state = ST_VALUE;
+        h->top_done = h->depth == 0;
         return rc;
     }
     int rc = tok_replace(h, p, repl_null, 4, SANITIZE_OUT_OF_RANGE);
     h->state = ST_VALUE;
+    h->top_done = h->depth == 0;
     return rc == 0 ? value_repaired(h) : -1;
 }
 
@@ -1153,6 +1156,7 @@ static const unsigned char *scan_string(sanitize *h, const unsigned char *p,
         unsigned char c = *p;
         if (c == '"') {
             h->state = ST_VALUE;
+            h->top_done = h->depth == 0;
             p++;
             if (h->str_dirty) {
                 /* Let yajl see the whole string, then name it. */
@@ -1265,10 +1269,16 @@ static const unsigned char *scan_value(sanitize *h, const unsigned char *p,
 {
     while (p < end) {
         unsigned char c = *p;
-        switch (value_class[c]) {
-        case V_SPACE:
+        if (value_class[c] == V_SPACE) {
             p++;
             continue;
+        }
+        if (h->top_done && !h->opt.multiple_values) {
+            fail(h, SANITIZE_EMALFORMED, offset_at(h, p),
+                 "trailing garbage after the JSON value");
+            return NULL;
+        }
+        switch (value_class[c]) {
         case V_PUNCT:
             h->seen_value = true;
             p++;
@@ -1293,7 +1303,9 @@ static const unsigned char *scan_value(sanitize *h, const unsigned char *p,
         case V_CLOSE:
             h->seen_value = true;
             p++;
-            if (h->depth > 0 && --h->depth == 1 && h->top_is_object) {
+            if (h->depth > 0 && --h->depth == 0) {
+                h->top_done = true;
+            } else if (h->depth == 1 && h->top_is_object) {
                 /* Let yajl close the member now, while span_close holds. */
                 h->span_close = out_pos(h, p);
                 if (emit_clean(h, p) != 0) {
@@ -1418,6 +1430,7 @@ void sanitize_reset(sanitize *h)
     h->state = ST_VALUE;
     h->depth = 0;
     h->top_is_object = false;
+    h->top_done = false;
     h->chunk = NULL;
     h->chunk_off = 0;
     h->clean = NULL;

@@ -305,7 +305,7 @@ static const struct bad_case bad[] = {
     {"[NaN1]", 0, SANITIZE_EMALFORMED, 4, "expect"},
     {"/* c */ 1", 0, SANITIZE_EMALFORMED, 0, "'/'"},
     {"[\x80]", 0, SANITIZE_EMALFORMED, 1, "0x80"},
-    {"{NaN: 1}", 0, SANITIZE_EMALFORMED, 1, "token"},
+    {"{NaN: 1}", 0, SANITIZE_EMALFORMED, 1, "key"},
 };
 
 static void test_malformed(void **state)
