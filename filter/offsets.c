@@ -1,4 +1,5 @@
 /* offsets.c - which Kafka offsets may be stored for commit. */
+#define _POSIX_C_SOURCE 200809L
 #include "offsets.h"
 
 #include <stdbool.h>
