@@ -1,0 +1,42 @@
+/* events.h - the notification events the user's application expects, as
+ * JSON (see DESIGN.md "Outcomes"). Pure: builds text, sends nothing. */
+#ifndef NANGUARD_EVENTS_H
+#define NANGUARD_EVENTS_H
+
+#include "common/buf.h"
+
+#include <stdint.h>
+
+/* Where a Kafka record is. */
+typedef struct {
+    const char *topic;
+    int32_t partition;
+    int64_t offset;
+} event_position;
+
+/* checkpoint_flush_error: a message went to the dead-letter topic.
+ * thread_id, checkpoint_id may be NULL (written as null) when the message
+ * could not be read. */
+typedef struct {
+    const char *thread_id;
+    const char *checkpoint_id;
+    const char *checkpoint_ns;
+    const char *message;
+    const char *error_code;
+    event_position dlq;
+    event_position source;
+} event_flush_error;
+
+/* Appends the events as one JSON object each (no newline). The timestamp
+ * is now, UTC, with milliseconds. Return 0, or -1 when out of memory. */
+int event_flush_error_json(ng_buf *out, const event_flush_error *ev);
+/* checkpoint_flush_critical_error; details is cut to 500 characters. */
+int event_critical_json(ng_buf *out, const char *thread_id, const char *message,
+                        const char *details);
+/* checkpoint_sanitized (optional): rewrites_json is the counts object,
+ * paths_json a JSON array. */
+int event_sanitized_json(ng_buf *out, const char *thread_id,
+                         const char *checkpoint_id, const char *rewrites_json,
+                         const char *paths_json, event_position source);
+
+#endif

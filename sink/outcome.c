@@ -1,0 +1,169 @@
+/* outcome.c - dead-letter records and notifications on one producer. */
+#include "outcome.h"
+
+#include "common/log.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct outcome {
+    rd_kafka_t *rk;
+    char *dlq_topic;
+    char *notify_topic;
+    char *worker;
+    outcome_ack_fn ack;
+    void *ctx;
+};
+
+static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *rkm,
+                        void *opaque)
+{
+    (void)rk;
+    outcome *o = opaque;
+    o->ack(o->ctx, (uint64_t)(uintptr_t)rkm->_private, rkm->err, rkm->partition,
+           rkm->offset);
+}
+
+static char *dup_or_null(const char *s)
+{
+    if (s == NULL) {
+        return NULL;
+    }
+    size_t n = strlen(s) + 1;
+    char *d = malloc(n);
+    if (d != NULL) {
+        memcpy(d, s, n);
+    }
+    return d;
+}
+
+outcome *outcome_new(rd_kafka_conf_t *conf, const outcome_options *opts,
+                     outcome_ack_fn ack, void *ctx, ng_error *err)
+{
+    char errstr[512];
+    outcome *o = calloc(1, sizeof *o);
+    if (o == NULL) {
+        rd_kafka_conf_destroy(conf);
+        ng_error_set(err, NG_ERR_TRANSIENT, "oom", "out of memory");
+        return NULL;
+    }
+    o->ack = ack;
+    o->ctx = ctx;
+    o->dlq_topic = dup_or_null(opts->dead_letter_topic);
+    o->notify_topic = dup_or_null(opts->notify_topic);
+    o->worker = dup_or_null(opts->worker ? opts->worker : "nanguard");
+    if (o->dlq_topic == NULL || o->notify_topic == NULL || o->worker == NULL ||
+        rd_kafka_conf_set(conf, "enable.idempotence", "true", errstr,
+                          sizeof errstr) != RD_KAFKA_CONF_OK) {
+        rd_kafka_conf_destroy(conf);
+        ng_error_set(err, NG_ERR_CONFIG, "kafka_config", "%s",
+                     o->dlq_topic ? errstr : "out of memory");
+        outcome_free(o);
+        return NULL;
+    }
+    rd_kafka_conf_set_opaque(conf, o);
+    rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
+    o->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof errstr);
+    if (o->rk == NULL) {
+        rd_kafka_conf_destroy(conf);
+        ng_error_set(err, NG_ERR_CONFIG, "kafka_config",
+                     "cannot create the producer: %s", errstr);
+        outcome_free(o);
+        return NULL;
+    }
+    return o;
+}
+
+void outcome_free(outcome *o)
+{
+    if (o == NULL) {
+        return;
+    }
+    if (o->rk != NULL) {
+        rd_kafka_destroy(o->rk);
+    }
+    free(o->dlq_topic);
+    free(o->notify_topic);
+    free(o->worker);
+    free(o);
+}
+
+static int produce_failed(rd_kafka_resp_err_t e, ng_error *err)
+{
+    return ng_error_set(
+        err,
+        e == RD_KAFKA_RESP_ERR__QUEUE_FULL ? NG_ERR_TRANSIENT : NG_ERR_CONFIG,
+        "kafka_produce", "cannot produce: %s", rd_kafka_err2str(e));
+}
+
+int outcome_dead_letter(outcome *o, const outcome_dead_letter_req *req,
+                        uint64_t tag, ng_error *err)
+{
+    rd_kafka_headers_t *h = req->headers ? rd_kafka_headers_copy(req->headers)
+                                         : rd_kafka_headers_new(12);
+    char partition[16], offset[24], attempts[16], ts[32];
+    snprintf(partition, sizeof partition, "%d", (int)req->partition);
+    snprintf(offset, sizeof offset, "%lld", (long long)req->offset);
+    snprintf(attempts, sizeof attempts, "%d", req->attempts);
+    ng_log_timestamp(ts);
+    const char *pairs[][2] = {
+        {"__connect.errors.topic", req->topic},
+        {"__connect.errors.partition", partition},
+        {"__connect.errors.offset", offset},
+        {"__connect.errors.exception.class.name", req->exception_class},
+        {"__connect.errors.exception.message", req->error->message},
+        {"nanguard.error.code", req->error->code},
+        {"nanguard.error.sqlstate", req->error->sqlstate},
+        {"nanguard.worker", o->worker},
+        {"nanguard.attempts", attempts},
+        {"nanguard.failed_at", ts},
+    };
+    for (size_t i = 0; i < sizeof pairs / sizeof pairs[0]; i++) {
+        rd_kafka_header_add(h, pairs[i][0], -1, pairs[i][1], -1);
+    }
+    rd_kafka_resp_err_t e = rd_kafka_producev(
+        o->rk, RD_KAFKA_V_TOPIC(o->dlq_topic),
+        RD_KAFKA_V_KEY((void *)req->key, req->key_len),
+        RD_KAFKA_V_VALUE((void *)req->value, req->value_len),
+        RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_HEADERS(h),
+        RD_KAFKA_V_OPAQUE((void *)(uintptr_t)tag), RD_KAFKA_V_END);
+    if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        rd_kafka_headers_destroy(h); /* not taken over on failure */
+        return produce_failed(e, err);
+    }
+    return 0;
+}
+
+int outcome_notify(outcome *o, const char *thread_id, const char *json,
+                   size_t len, uint64_t tag, ng_error *err)
+{
+    rd_kafka_resp_err_t e = rd_kafka_producev(
+        o->rk, RD_KAFKA_V_TOPIC(o->notify_topic),
+        RD_KAFKA_V_KEY((void *)thread_id, thread_id ? strlen(thread_id) : 0),
+        RD_KAFKA_V_VALUE((void *)json, len),
+        RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+        RD_KAFKA_V_OPAQUE((void *)(uintptr_t)tag), RD_KAFKA_V_END);
+    return e == RD_KAFKA_RESP_ERR_NO_ERROR ? 0 : produce_failed(e, err);
+}
+
+void outcome_poll(outcome *o, int timeout_ms)
+{
+    rd_kafka_poll(o->rk, timeout_ms);
+}
+
+int outcome_flush(outcome *o, int timeout_ms)
+{
+    rd_kafka_flush(o->rk, timeout_ms);
+    return rd_kafka_outq_len(o->rk);
+}
+
+int outcome_in_flight(const outcome *o)
+{
+    return rd_kafka_outq_len(o->rk);
+}
+
+const char *outcome_dead_letter_topic(const outcome *o)
+{
+    return o->dlq_topic;
+}
