@@ -1,0 +1,251 @@
+/* consumer.c - the Kafka consumer stage. */
+#include "consumer.h"
+
+#include "common/log.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct consumer {
+    rd_kafka_t *rk;
+    consumer_options opts;
+    int paused;
+};
+
+static void log_parts(const char *msg,
+                      const rd_kafka_topic_partition_list_t *parts)
+{
+    char list[512] = "";
+    size_t used = 0;
+    for (int i = 0; i < parts->cnt && used < sizeof list - 40; i++) {
+        used += (size_t)snprintf(list + used, sizeof list - used, "%s%s[%d]",
+                                 i ? "," : "", parts->elems[i].topic,
+                                 (int)parts->elems[i].partition);
+    }
+    ng_log(NG_LOG_INFO, msg, "partitions", list, NULL);
+}
+
+static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
+                         rd_kafka_topic_partition_list_t *parts, void *opaque)
+{
+    consumer *c = opaque;
+    int cooperative =
+        strcmp(rd_kafka_rebalance_protocol(rk), "COOPERATIVE") == 0;
+    if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+        log_parts("partitions assigned", parts);
+        if (cooperative) {
+            rd_kafka_error_t *e = rd_kafka_incremental_assign(rk, parts);
+            if (e != NULL) {
+                ng_log(NG_LOG_ERROR, "incremental assign failed", "error",
+                       rd_kafka_error_string(e), NULL);
+                rd_kafka_error_destroy(e);
+            }
+        } else {
+            rd_kafka_assign(rk, parts);
+        }
+        if (c->paused) {
+            rd_kafka_pause_partitions(rk, parts);
+        }
+        if (c->opts.on_assign) {
+            c->opts.on_assign(c->opts.ctx, parts);
+        }
+        return;
+    }
+    int lost = rd_kafka_assignment_lost(rk);
+    log_parts(lost ? "partitions lost" : "partitions revoked", parts);
+    if (c->opts.on_revoke) {
+        c->opts.on_revoke(c->opts.ctx, parts, lost);
+    }
+    if (!lost) {
+        /* What the caller stored for these partitions goes out now, before
+         * another member starts from the committed offsets. */
+        rd_kafka_resp_err_t ce = rd_kafka_commit(rk, NULL, 0);
+        if (ce != RD_KAFKA_RESP_ERR_NO_ERROR &&
+            ce != RD_KAFKA_RESP_ERR__NO_OFFSET) {
+            ng_log(NG_LOG_WARN, "commit before revoke failed", "error",
+                   rd_kafka_err2str(ce), NULL);
+        }
+    }
+    if (cooperative) {
+        rd_kafka_error_t *e = rd_kafka_incremental_unassign(rk, parts);
+        if (e != NULL) {
+            rd_kafka_error_destroy(e);
+        }
+    } else {
+        rd_kafka_assign(rk, NULL);
+    }
+}
+
+static int conf_set(rd_kafka_conf_t *conf, const char *k, const char *v,
+                    ng_error *err)
+{
+    char errstr[256];
+    if (rd_kafka_conf_set(conf, k, v, errstr, sizeof errstr) !=
+        RD_KAFKA_CONF_OK) {
+        return ng_error_set(err, NG_ERR_CONFIG, "kafka_config", "%s=%s: %s", k,
+                            v, errstr);
+    }
+    return 0;
+}
+
+consumer *consumer_new(rd_kafka_conf_t *conf, const consumer_options *opts,
+                       ng_error *err)
+{
+    consumer *c = calloc(1, sizeof *c);
+    if (c == NULL) {
+        rd_kafka_conf_destroy(conf);
+        ng_error_set(err, NG_ERR_TRANSIENT, "oom", "out of memory");
+        return NULL;
+    }
+    c->opts = *opts;
+    /* These carry the delivery guarantee: not overridable. */
+    if (conf_set(conf, "group.id", opts->group, err) ||
+        conf_set(conf, "enable.auto.offset.store", "false", err) ||
+        (opts->instance_id && *opts->instance_id &&
+         conf_set(conf, "group.instance.id", opts->instance_id, err))) {
+        rd_kafka_conf_destroy(conf);
+        free(c);
+        return NULL;
+    }
+    rd_kafka_conf_set_opaque(conf, c);
+    rd_kafka_conf_set_rebalance_cb(conf, on_rebalance);
+    char errstr[512];
+    c->rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof errstr);
+    if (c->rk == NULL) {
+        rd_kafka_conf_destroy(conf);
+        free(c);
+        ng_error_set(err, NG_ERR_CONFIG, "kafka_config",
+                     "cannot create the consumer: %s", errstr);
+        return NULL;
+    }
+    rd_kafka_poll_set_consumer(c->rk);
+    return c;
+}
+
+void consumer_free(consumer *c)
+{
+    if (c == NULL) {
+        return;
+    }
+    rd_kafka_consumer_close(c->rk);
+    rd_kafka_destroy(c->rk);
+    free(c);
+}
+
+int consumer_subscribe(consumer *c, const char *topics, ng_error *err)
+{
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(4);
+    const char *p = topics;
+    while (*p) {
+        const char *comma = strchr(p, ',');
+        size_t n = comma ? (size_t)(comma - p) : strlen(p);
+        char name[256];
+        if (n > 0 && n < sizeof name) {
+            memcpy(name, p, n);
+            name[n] = '\0';
+            rd_kafka_topic_partition_list_add(l, name, RD_KAFKA_PARTITION_UA);
+        }
+        p += n + (comma != NULL);
+    }
+    rd_kafka_resp_err_t e =
+        l->cnt ? rd_kafka_subscribe(c->rk, l) : RD_KAFKA_RESP_ERR__INVALID_ARG;
+    rd_kafka_topic_partition_list_destroy(l);
+    if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        return ng_error_set(err, NG_ERR_CONFIG, "kafka_subscribe",
+                            "cannot subscribe to '%s': %s", topics,
+                            rd_kafka_err2str(e));
+    }
+    return 0;
+}
+
+rd_kafka_message_t *consumer_poll(consumer *c, int timeout_ms)
+{
+    rd_kafka_message_t *rkm = rd_kafka_consumer_poll(c->rk, timeout_ms);
+    if (rkm == NULL || rkm->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+        return rkm;
+    }
+    /* Consumer errors are informational: librdkafka recovers by itself. */
+    if (rkm->err != RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+        ng_log(NG_LOG_WARN, "consumer error", "error",
+               rd_kafka_message_errstr(rkm), NULL);
+    }
+    rd_kafka_message_destroy(rkm);
+    return NULL;
+}
+
+static void pause_or_resume(consumer *c, int pause)
+{
+    rd_kafka_topic_partition_list_t *parts = NULL;
+    if (rd_kafka_assignment(c->rk, &parts) != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        return;
+    }
+    if (pause) {
+        rd_kafka_pause_partitions(c->rk, parts);
+    } else {
+        rd_kafka_resume_partitions(c->rk, parts);
+    }
+    rd_kafka_topic_partition_list_destroy(parts);
+}
+
+void consumer_pause(consumer *c)
+{
+    if (!c->paused) {
+        c->paused = 1;
+        pause_or_resume(c, 1);
+    }
+}
+
+void consumer_resume(consumer *c)
+{
+    if (c->paused) {
+        c->paused = 0;
+        pause_or_resume(c, 0);
+    }
+}
+
+int consumer_paused(const consumer *c)
+{
+    return c->paused;
+}
+
+void consumer_store(consumer *c, const char *topic, int32_t partition,
+                    int64_t next)
+{
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(l, topic, partition)->offset = next;
+    rd_kafka_resp_err_t e = rd_kafka_offsets_store(c->rk, l);
+    if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        char off[24];
+        snprintf(off, sizeof off, "%lld", (long long)next);
+        ng_log(NG_LOG_WARN, "cannot store offset", "topic", topic, "offset#",
+               off, "error", rd_kafka_err2str(e), NULL);
+    }
+    rd_kafka_topic_partition_list_destroy(l);
+}
+
+int consumer_commit(consumer *c, ng_error *err)
+{
+    rd_kafka_resp_err_t e = rd_kafka_commit(c->rk, NULL, 0);
+    if (e != RD_KAFKA_RESP_ERR_NO_ERROR && e != RD_KAFKA_RESP_ERR__NO_OFFSET) {
+        return ng_error_set(err, NG_ERR_TRANSIENT, "kafka_commit",
+                            "commit failed: %s", rd_kafka_err2str(e));
+    }
+    return 0;
+}
+
+int consumer_assigned_count(consumer *c)
+{
+    rd_kafka_topic_partition_list_t *parts = NULL;
+    if (rd_kafka_assignment(c->rk, &parts) != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        return 0;
+    }
+    int n = parts->cnt;
+    rd_kafka_topic_partition_list_destroy(parts);
+    return n;
+}
+
+rd_kafka_t *consumer_handle(consumer *c)
+{
+    return c->rk;
+}

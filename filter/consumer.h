@@ -1,0 +1,65 @@
+/* consumer.h - the Kafka consumer stage: a librdkafka high-level consumer
+ * in a consumer group, with offsets stored only by the caller.
+ *
+ * The stage sets what the pipeline relies on: cooperative-sticky
+ * assignment, auto.offset.reset=earliest, enable.auto.offset.store=false
+ * (auto-commit then commits only offsets the caller stored). Rebalances are
+ * served inside consumer_poll: before partitions are given up, the revoke
+ * callback runs so the caller can finish or abandon their messages and
+ * store their offsets; the stage then commits and releases them. */
+#ifndef NANGUARD_CONSUMER_H
+#define NANGUARD_CONSUMER_H
+
+#include "common/error.h"
+
+#include <librdkafka/rdkafka.h>
+
+typedef struct consumer consumer;
+
+/* Called with the partitions about to be revoked (or lost, when lost is
+ * set: their offsets can no longer be committed). */
+typedef void (*consumer_revoke_fn)(void *ctx,
+                                   const rd_kafka_topic_partition_list_t *parts,
+                                   int lost);
+/* Called after partitions were assigned. */
+typedef void (*consumer_assign_fn)(
+    void *ctx, const rd_kafka_topic_partition_list_t *parts);
+
+typedef struct {
+    const char *group;
+    const char *instance_id; /* static membership; NULL for dynamic */
+    consumer_revoke_fn on_revoke;
+    consumer_assign_fn on_assign;
+    void *ctx;
+} consumer_options;
+
+/* conf is taken over (also on failure); it holds bootstrap.servers and the
+ * caller's -X properties. */
+consumer *consumer_new(rd_kafka_conf_t *conf, const consumer_options *opts,
+                       ng_error *err);
+/* Leaves the group (committing stored offsets) and frees. NULL is fine. */
+void consumer_free(consumer *c);
+
+/* topics: comma separated. */
+int consumer_subscribe(consumer *c, const char *topics, ng_error *err);
+
+/* Next message or NULL (timeout, or an informational error that was
+ * logged). The caller destroys it with rd_kafka_message_destroy. */
+rd_kafka_message_t *consumer_poll(consumer *c, int timeout_ms);
+
+/* Stops or restarts fetching on every assigned partition. Messages already
+ * fetched may still arrive from consumer_poll. */
+void consumer_pause(consumer *c);
+void consumer_resume(consumer *c);
+int consumer_paused(const consumer *c);
+
+/* Stores next (the offset to resume from) for commit. */
+void consumer_store(consumer *c, const char *topic, int32_t partition,
+                    int64_t next);
+/* Commits the stored offsets now and waits. */
+int consumer_commit(consumer *c, ng_error *err);
+/* Partitions assigned now. */
+int consumer_assigned_count(consumer *c);
+rd_kafka_t *consumer_handle(consumer *c);
+
+#endif
