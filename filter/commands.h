@@ -5,5 +5,6 @@
 #define NANGUARD_COMMANDS_H
 
 int cmd_sanitize(int argc, char **argv);
+int cmd_worker(int argc, char **argv);
 
 #endif

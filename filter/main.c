@@ -16,6 +16,8 @@ static const struct {
 } commands[] = {
     {"sanitize", cmd_sanitize,
      "repair a stream of JSON values for PostgreSQL jsonb"},
+    {"worker", cmd_worker,
+     "consume checkpoints from Kafka and write them to PostgreSQL"},
 };
 
 static void usage(FILE *out)

@@ -1,0 +1,1027 @@
+/* worker.c - one worker: consume, sanitize, store, publish every outcome.
+ *
+ * Every consumed message gets a slot that lives until the message is
+ * finished. A slot is in one of these states:
+ *
+ *   BATCH   its row waits in the PostgreSQL batch
+ *   DLQ     its dead-letter record is on its way to the broker
+ *   NOTIFY  its checkpoint_flush_error event is on its way
+ *   RETRY   a record of it was refused by the producer or the broker; it
+ *           is sent again at retry_at (nothing is ever dropped)
+ *
+ * and is freed when the message is finished, which is when its offset may
+ * be stored (filter/offsets.h keeps the order per partition).
+ *
+ * While PostgreSQL is unavailable the worker pauses its partitions but
+ * keeps polling (so the group keeps it), retries the batch with backoff,
+ * and holds any message that still arrives until the batch is through.
+ */
+#define _POSIX_C_SOURCE 200809L
+#include "worker.h"
+
+#include "common/backoff.h"
+#include "common/buf.h"
+#include "common/json_write.h"
+#include "common/log.h"
+#include "consumer.h"
+#include "envelope.h"
+#include "offsets.h"
+#include "report.h"
+#include "sanitize.h"
+#include "sink/events.h"
+#include "sink/outcome.h"
+#include "sink/pg_sink.h"
+
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sysexits.h>
+#include <time.h>
+#include <unistd.h>
+
+const ng_option worker_settings[] = {
+    {"brokers", NG_OPT_STRING, NULL,
+     "Kafka bootstrap servers, HOST:PORT[,...] (required)"},
+    {"group", NG_OPT_STRING, "nanguard", "consumer group id"},
+    {"topic", NG_OPT_STRING, NULL,
+     "topic(s) to consume, NAME[,NAME] (required)"},
+    {"pg", NG_OPT_STRING, "",
+     "libpq connection string or URI; empty: the PG* environment"},
+    {"table", NG_OPT_STRING, "checkpoints", "[schema.]table to write to"},
+    {"create-table", NG_OPT_FLAG, "false",
+     "create the table when it does not exist"},
+    {"on-conflict", NG_OPT_STRING, "nothing",
+     "what a replayed checkpoint does: nothing or update"},
+    {"dead-letter-topic", NG_OPT_STRING, NULL,
+     "topic for messages that cannot be stored (default: <topic>.dlq)"},
+    {"notify-topic", NG_OPT_STRING, NULL,
+     "topic for events to the application (default: <topic>.notifications)"},
+    {"instance-id", NG_OPT_STRING, NULL,
+     "static group membership id (group.instance.id)"},
+    {"batch-rows", NG_OPT_INT, "500", "rows per PostgreSQL batch"},
+    {"batch-bytes", NG_OPT_INT, "8388608", "bytes per PostgreSQL batch"},
+    {"batch-ms", NG_OPT_INT, "200",
+     "longest wait before a partial batch is written"},
+    {"max-message-bytes", NG_OPT_INT, "33554432",
+     "larger messages are dead-lettered as too_large"},
+    {"max-depth", NG_OPT_INT, "1000", "deeper nesting is malformed"},
+    {"critical-after-ms", NG_OPT_INT, "60000",
+     "PostgreSQL unavailable this long: checkpoint_flush_critical_error"},
+    {"retry-initial-ms", NG_OPT_INT, "200", "first retry delay (backoff)"},
+    {"retry-max-ms", NG_OPT_INT, "10000", "longest retry delay"},
+    {"shutdown-timeout-ms", NG_OPT_INT, "30000",
+     "on SIGTERM, how long to try to flush before leaving"},
+    {"notify-sanitized", NG_OPT_FLAG, "false",
+     "also send checkpoint_sanitized events (severity info)"},
+    {"stats-interval-ms", NG_OPT_INT, "10000",
+     "how often to log progress counters (0: never)"},
+    {"log-level", NG_OPT_STRING, "info", "debug, info, warn or error"},
+};
+const size_t worker_settings_count =
+    sizeof worker_settings / sizeof worker_settings[0];
+
+enum slot_state { SLOT_FREE, SLOT_BATCH, SLOT_DLQ, SLOT_NOTIFY, SLOT_RETRY };
+
+struct slot {
+    enum slot_state state;
+    uint32_t gen;
+    rd_kafka_message_t *rkm;
+    uint64_t off_id;
+    char *thread_id; /* NULL when unknown */
+    char *checkpoint_id;
+    char *checkpoint_ns;
+    ng_error err;
+    const char *exception_class;
+    int attempts;    /* PostgreSQL attempts that failed on this message */
+    bool notify_due; /* RETRY: the notification, not the record */
+    int32_t dlq_partition;
+    int64_t dlq_offset;
+    uint64_t retry_at;
+};
+
+#define TAG_UNTRACKED UINT64_MAX
+
+struct counters {
+    uint64_t consumed, stored, duplicates, dead_lettered, tombstones;
+    uint64_t rewrites, bytes;
+};
+
+struct worker {
+    consumer *cons;
+    outcome *out;
+    pg_sink *sink;
+    sanitize *san;
+    offsets *offs;
+    char *topic_list;
+    char *dlq_topic;
+    size_t max_message_bytes;
+    uint64_t critical_after_ms, retry_max_ms, shutdown_timeout_ms;
+    uint64_t stats_interval_ms;
+    bool notify_sanitized;
+
+    struct slot *slots;
+    size_t nslots, cap;
+    size_t *free_list;
+    size_t nfree;
+
+    rd_kafka_message_t **held; /* arrived while PostgreSQL was away */
+    size_t nheld, held_cap;
+
+    /* PostgreSQL unavailable: since when, retry when, who was told. */
+    bool blocked;
+    ng_error block_err;
+    uint64_t blocked_since, retry_at;
+    ng_backoff backoff;
+    bool critical_sent;
+    ng_buf told; /* thread ids told in this outage, NUL separated */
+
+    ng_backoff produce_backoff;
+    ng_buf scratch;
+    struct counters n;
+    uint64_t last_stats;
+};
+
+static uint64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static char *dup_str(const char *s)
+{
+    return s ? strdup(s) : NULL;
+}
+
+static char *dup_mem(const void *p, size_t n)
+{
+    if (p == NULL) {
+        return NULL;
+    }
+    char *d = malloc(n + 1);
+    if (d != NULL) {
+        memcpy(d, p, n);
+        d[n] = '\0';
+    }
+    return d;
+}
+
+/* ------------------------------------------------------------------------
+ * Slots
+ */
+static uint64_t slot_tag(const worker *w, const struct slot *s)
+{
+    return (uint64_t)s->gen << 32 | (uint64_t)(s - w->slots);
+}
+
+static struct slot *slot_of_tag(worker *w, uint64_t tag)
+{
+    size_t i = (size_t)(tag & 0xFFFFFFFFu);
+    if (tag == TAG_UNTRACKED || i >= w->nslots) {
+        return NULL;
+    }
+    struct slot *s = &w->slots[i];
+    return s->state != SLOT_FREE && s->gen == (uint32_t)(tag >> 32) ? s : NULL;
+}
+
+static struct slot *slot_new(worker *w)
+{
+    size_t i;
+    if (w->nfree > 0) {
+        i = w->free_list[--w->nfree];
+    } else {
+        if (w->nslots == w->cap) {
+            size_t cap = w->cap ? w->cap * 2 : 1024;
+            struct slot *s = realloc(w->slots, cap * sizeof *s);
+            if (s == NULL) {
+                return NULL;
+            }
+            w->slots = s;
+            size_t *fl = realloc(w->free_list, cap * sizeof *fl);
+            if (fl == NULL) {
+                return NULL;
+            }
+            w->free_list = fl;
+            w->cap = cap;
+        }
+        i = w->nslots++;
+        w->slots[i].gen = 0;
+    }
+    struct slot *s = &w->slots[i];
+    uint32_t gen = s->gen + 1;
+    memset(s, 0, sizeof *s);
+    s->gen = gen;
+    s->state = SLOT_BATCH;
+    return s;
+}
+
+/* Releases the slot; when finished, its offset may now be stored. */
+static void slot_release(worker *w, struct slot *s, bool finished)
+{
+    if (finished) {
+        offsets_done(w->offs, s->off_id);
+    }
+    rd_kafka_message_destroy(s->rkm);
+    free(s->thread_id);
+    free(s->checkpoint_id);
+    free(s->checkpoint_ns);
+    s->state = SLOT_FREE;
+    w->free_list[w->nfree++] = (size_t)(s - w->slots);
+}
+
+/* ------------------------------------------------------------------------
+ * Outcomes: dead-letter records and notifications
+ */
+static void send_dead_letter(worker *w, struct slot *s);
+
+static void retry_later(worker *w, struct slot *s, bool notify, const char *why)
+{
+    s->state = SLOT_RETRY;
+    s->notify_due = notify;
+    s->retry_at = now_ms() + ng_backoff_next(&w->produce_backoff);
+    ng_log(NG_LOG_WARN,
+           notify ? "notification not delivered, will retry"
+                  : "dead-letter record not delivered, will retry",
+           "topic", rd_kafka_topic_name(s->rkm->rkt), "error", why, NULL);
+}
+
+static void send_notification(worker *w, struct slot *s)
+{
+    event_flush_error ev = {
+        .thread_id = s->thread_id,
+        .checkpoint_id = s->checkpoint_id,
+        .checkpoint_ns = s->checkpoint_ns,
+        .message = s->err.message,
+        .error_code = s->err.code,
+        .dlq = {w->dlq_topic, s->dlq_partition, s->dlq_offset},
+        .source = {rd_kafka_topic_name(s->rkm->rkt), s->rkm->partition,
+                   s->rkm->offset},
+    };
+    ng_buf_clear(&w->scratch);
+    ng_error err;
+    if (event_flush_error_json(&w->scratch, &ev) != 0) {
+        retry_later(w, s, true, "out of memory");
+        return;
+    }
+    s->state = SLOT_NOTIFY;
+    if (outcome_notify(w->out, s->thread_id, w->scratch.data, w->scratch.len,
+                       slot_tag(w, s), &err) != 0) {
+        retry_later(w, s, true, err.message);
+    }
+}
+
+static void send_dead_letter(worker *w, struct slot *s)
+{
+    const rd_kafka_message_t *m = s->rkm;
+    rd_kafka_headers_t *hdrs = NULL;
+    rd_kafka_message_headers(m, &hdrs);
+    outcome_dead_letter_req req = {
+        .topic = rd_kafka_topic_name(m->rkt),
+        .partition = m->partition,
+        .offset = m->offset,
+        .key = m->key,
+        .key_len = m->key_len,
+        .value = m->payload,
+        .value_len = m->len,
+        .headers = hdrs,
+        .exception_class = s->exception_class,
+        .error = &s->err,
+        .attempts = s->attempts,
+    };
+    ng_error err;
+    s->state = SLOT_DLQ;
+    if (outcome_dead_letter(w->out, &req, slot_tag(w, s), &err) != 0) {
+        retry_later(w, s, false, err.message);
+    }
+}
+
+/* The message cannot be stored: to the dead-letter topic with the reason. */
+static void dead_letter(worker *w, struct slot *s, const char *klass,
+                        const ng_error *why)
+{
+    s->err = *why;
+    s->exception_class = klass;
+    char off[24];
+    snprintf(off, sizeof off, "%lld", (long long)s->rkm->offset);
+    ng_log(NG_LOG_WARN, "dead-lettering message", "topic",
+           rd_kafka_topic_name(s->rkm->rkt), "offset#", off, "thread_id",
+           s->thread_id, "error_code", why->code, "reason", why->message, NULL);
+    send_dead_letter(w, s);
+}
+
+/* Delivery report from the producer. */
+static void on_ack(void *ctx, uint64_t tag, rd_kafka_resp_err_t err,
+                   int32_t partition, int64_t offset)
+{
+    worker *w = ctx;
+    struct slot *s = slot_of_tag(w, tag);
+    if (s == NULL) {
+        if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+            ng_log(NG_LOG_WARN, "event not delivered", "error",
+                   rd_kafka_err2str(err), NULL);
+        }
+        return;
+    }
+    if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        retry_later(w, s, s->state == SLOT_NOTIFY, rd_kafka_err2str(err));
+        return;
+    }
+    ng_backoff_reset(&w->produce_backoff);
+    if (s->state == SLOT_DLQ) {
+        s->dlq_partition = partition;
+        s->dlq_offset = offset;
+        send_notification(w, s);
+    } else if (s->state == SLOT_NOTIFY) {
+        w->n.dead_lettered++;
+        slot_release(w, s, true);
+    }
+}
+
+static void retry_due(worker *w, uint64_t now)
+{
+    for (size_t i = 0; i < w->nslots; i++) {
+        struct slot *s = &w->slots[i];
+        if (s->state == SLOT_RETRY && s->retry_at <= now) {
+            if (s->notify_due) {
+                send_notification(w, s);
+            } else {
+                send_dead_letter(w, s);
+            }
+        }
+    }
+}
+
+/* checkpoint_flush_critical_error, once per thread per outage. */
+static void tell_critical(worker *w, const char *thread_id, const char *msg,
+                          const char *details)
+{
+    for (size_t off = 0; off < w->told.len;) {
+        const char *t = w->told.data + off;
+        if (strcmp(t, thread_id) == 0) {
+            return;
+        }
+        off += strlen(t) + 1;
+    }
+    if (ng_buf_append(&w->told, thread_id, strlen(thread_id) + 1) != 0) {
+        return;
+    }
+    ng_buf_clear(&w->scratch);
+    ng_error err;
+    if (event_critical_json(&w->scratch, thread_id, msg, details) != 0 ||
+        outcome_notify(w->out, thread_id, w->scratch.data, w->scratch.len,
+                       TAG_UNTRACKED, &err) != 0) {
+        ng_log(NG_LOG_ERROR, "cannot send critical notification", "thread_id",
+               thread_id, NULL);
+    }
+}
+
+static void tell_critical_all(worker *w)
+{
+    const char *msg =
+        w->block_err.klass == NG_ERR_CONFIG
+            ? "Checkpoints cannot be saved: the database needs attention"
+            : "Checkpoints cannot be saved: the database is unavailable";
+    char details[512];
+    snprintf(details, sizeof details, "%s%s%s", w->block_err.message,
+             w->block_err.sqlstate[0] ? " (SQLSTATE " : "",
+             w->block_err.sqlstate[0] ? w->block_err.sqlstate : "");
+    if (w->block_err.sqlstate[0]) {
+        strncat(details, ")", sizeof details - strlen(details) - 1);
+    }
+    for (size_t i = 0; i < w->nslots; i++) {
+        struct slot *s = &w->slots[i];
+        if (s->state == SLOT_BATCH && s->thread_id != NULL) {
+            tell_critical(w, s->thread_id, msg, details);
+        }
+    }
+    for (size_t i = 0; i < w->nheld; i++) {
+        const rd_kafka_message_t *m = w->held[i];
+        if (m->key != NULL && m->key_len < 256) {
+            char key[256];
+            memcpy(key, m->key, m->key_len);
+            key[m->key_len] = '\0';
+            tell_critical(w, key, msg, details);
+        }
+    }
+    w->critical_sent = true;
+}
+
+/* ------------------------------------------------------------------------
+ * Messages
+ */
+static void process(worker *w, rd_kafka_message_t *m);
+
+static void hold(worker *w, rd_kafka_message_t *m)
+{
+    if (w->nheld == w->held_cap) {
+        size_t cap = w->held_cap ? w->held_cap * 2 : 256;
+        rd_kafka_message_t **h = realloc(w->held, cap * sizeof *h);
+        if (h == NULL) {
+            /* Not finished, not stored: replayed after a restart. */
+            ng_log(NG_LOG_ERROR, "out of memory holding a message", NULL);
+            rd_kafka_message_destroy(m);
+            return;
+        }
+        w->held = h;
+        w->held_cap = cap;
+    }
+    w->held[w->nheld++] = m;
+}
+
+static void process_held(worker *w)
+{
+    size_t n = w->nheld;
+    w->nheld = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (w->blocked) {
+            w->held[w->nheld++] = w->held[i];
+        } else {
+            process(w, w->held[i]);
+        }
+    }
+}
+
+/* Sanitizes the message into the handle; fills s's ids; 0 when it is a
+ * valid envelope, else -1 with why. */
+static int read_message(worker *w, struct slot *s, envelope *env, ng_error *why,
+                        const char **klass)
+{
+    const rd_kafka_message_t *m = s->rkm;
+    /* Until the envelope is read, the Kafka key names the thread. */
+    if (m->key != NULL && m->key_len > 0) {
+        s->thread_id = dup_mem(m->key, m->key_len);
+    }
+    if (m->len > w->max_message_bytes) {
+        *klass = "nanguard.TooLarge";
+        return ng_error_set(why, NG_ERR_PERMANENT, "too_large",
+                            "message of %zu bytes is larger than the limit "
+                            "of %zu bytes (max-message-bytes)",
+                            m->len, w->max_message_bytes);
+    }
+    sanitize_reset(w->san);
+    sanitize_status st = sanitize_feed(w->san, m->payload, m->len);
+    if (st == SANITIZE_OK) {
+        st = sanitize_finish(w->san);
+    }
+    if (st != SANITIZE_OK) {
+        const sanitize_error *e = sanitize_last_error(w->san);
+        *klass = "nanguard.MalformedJson";
+        return ng_error_set(why, NG_ERR_PERMANENT, "malformed_json",
+                            "malformed JSON at byte %llu: %s",
+                            (unsigned long long)e->offset, e->message);
+    }
+    char reason[256];
+    if (envelope_read(w->san, env, reason, sizeof reason) != 0) {
+        *klass = "nanguard.BadEnvelope";
+        return ng_error_set(why, NG_ERR_PERMANENT, "bad_envelope",
+                            "not a checkpoint envelope: %s", reason);
+    }
+    free(s->thread_id);
+    s->thread_id = dup_str(env->thread_id);
+    s->checkpoint_id = dup_str(env->checkpoint_id);
+    s->checkpoint_ns = dup_str(env->checkpoint_ns);
+    return 0;
+}
+
+static void notify_sanitized(worker *w, const struct slot *s)
+{
+    ng_buf counts = {0}, paths = {0};
+    int rc = sanitize_counts_json(w->san, &counts) || ng_buf_putc(&paths, '[');
+    for (size_t i = 0; rc == 0 && i < sanitize_path_count(w->san); i++) {
+        rc = (i ? ng_buf_append(&paths, ", ", 2) : 0) ||
+             ng_json_cstr(&paths, sanitize_path(w->san, i));
+    }
+    rc = rc || ng_buf_append_str(&paths, "]", 1) ||
+         ng_buf_append_str(&counts, "", 0);
+    event_position src = {rd_kafka_topic_name(s->rkm->rkt), s->rkm->partition,
+                          s->rkm->offset};
+    ng_error err;
+    ng_buf_clear(&w->scratch);
+    if (rc == 0 &&
+        event_sanitized_json(&w->scratch, s->thread_id, s->checkpoint_id,
+                             counts.data, paths.data, src) == 0) {
+        outcome_notify(w->out, s->thread_id, w->scratch.data, w->scratch.len,
+                       TAG_UNTRACKED, &err);
+    }
+    ng_buf_free(&counts);
+    ng_buf_free(&paths);
+}
+
+static void process(worker *w, rd_kafka_message_t *m)
+{
+    w->n.consumed++;
+    w->n.bytes += m->len;
+    uint64_t off_id;
+    if (offsets_begin(w->offs, rd_kafka_topic_name(m->rkt), m->partition,
+                      m->offset, &off_id) != 0) {
+        ng_log(NG_LOG_ERROR, "out of memory tracking offsets", NULL);
+        rd_kafka_message_destroy(m);
+        return;
+    }
+    struct slot *s = slot_new(w);
+    if (s == NULL) {
+        ng_log(NG_LOG_ERROR, "out of memory for a message slot", NULL);
+        rd_kafka_message_destroy(m);
+        return;
+    }
+    s->rkm = m;
+    s->off_id = off_id;
+    if (m->payload == NULL) {
+        w->n.tombstones++;
+        slot_release(w, s, true);
+        return;
+    }
+    envelope env;
+    ng_error why;
+    const char *klass = NULL;
+    if (read_message(w, s, &env, &why, &klass) != 0) {
+        dead_letter(w, s, klass, &why);
+        return;
+    }
+    uint64_t rewrites = sanitize_rewrites(w->san);
+    w->n.rewrites += rewrites;
+    if (rewrites > 0 && w->notify_sanitized) {
+        notify_sanitized(w, s);
+    }
+    if (pg_sink_add(w->sink, &env, slot_tag(w, s), &why) != 0) {
+        if (why.klass == NG_ERR_PERMANENT) {
+            dead_letter(w, s, "nanguard.TooLarge", &why);
+        } else {
+            /* Out of memory: leave it unfinished; a restart replays it. */
+            ng_log(NG_LOG_ERROR, "cannot queue the row", "reason", why.message,
+                   NULL);
+            slot_release(w, s, false);
+        }
+    }
+}
+
+/* ------------------------------------------------------------------------
+ * The batch
+ */
+static void settle_results(worker *w)
+{
+    for (size_t i = 0; i < pg_sink_result_count(w->sink); i++) {
+        const pg_row_result *r = pg_sink_result(w->sink, i);
+        struct slot *s = slot_of_tag(w, r->tag);
+        if (s == NULL) {
+            continue;
+        }
+        if (r->outcome == PG_ROW_REJECTED) {
+            ng_error why;
+            ng_error_set(&why, NG_ERR_PERMANENT, "", "%s",
+                         r->message ? r->message : "refused by PostgreSQL");
+            snprintf(why.code, sizeof why.code, "pg_%s", r->sqlstate);
+            snprintf(why.sqlstate, sizeof why.sqlstate, "%s", r->sqlstate);
+            s->attempts++;
+            dead_letter(w, s, "nanguard.PgDataError", &why);
+            continue;
+        }
+        if (r->outcome == PG_ROW_STORED) {
+            w->n.stored++;
+        } else {
+            w->n.duplicates++;
+        }
+        slot_release(w, s, true);
+    }
+    pg_sink_results_clear(w->sink);
+}
+
+static void unblock(worker *w)
+{
+    if (!w->blocked) {
+        return;
+    }
+    uint64_t secs = (now_ms() - w->blocked_since) / 1000;
+    char s[24];
+    snprintf(s, sizeof s, "%llu", (unsigned long long)secs);
+    ng_log(NG_LOG_INFO, "PostgreSQL is back, resuming", "seconds#", s, NULL);
+    w->blocked = false;
+    w->critical_sent = false;
+    ng_buf_clear(&w->told);
+    ng_backoff_reset(&w->backoff);
+    consumer_resume(w->cons);
+    process_held(w);
+}
+
+/* Writes the batch; on failure pauses and schedules a retry. Returns 0
+ * when the batch is through. */
+static int flush_batch(worker *w)
+{
+    ng_error err;
+    uint64_t now = now_ms();
+    if (pg_sink_flush(w->sink, &err) == 0) {
+        settle_results(w);
+        unblock(w);
+        return 0;
+    }
+    settle_results(w); /* rows settled before the failure */
+    for (size_t i = 0; i < w->nslots; i++) {
+        if (w->slots[i].state == SLOT_BATCH) {
+            w->slots[i].attempts++;
+        }
+    }
+    if (!w->blocked) {
+        w->blocked = true;
+        w->blocked_since = now;
+        consumer_pause(w->cons);
+    }
+    bool changed = strcmp(err.code, w->block_err.code) != 0;
+    w->block_err = err;
+    uint64_t delay = err.klass == NG_ERR_CONFIG ? w->retry_max_ms
+                                                : ng_backoff_next(&w->backoff);
+    w->retry_at = now + delay;
+    char d[24];
+    snprintf(d, sizeof d, "%llu", (unsigned long long)delay);
+    ng_log(changed ? NG_LOG_ERROR : NG_LOG_WARN,
+           err.klass == NG_ERR_CONFIG
+               ? "PostgreSQL configuration error, partitions paused"
+               : "PostgreSQL unavailable, partitions paused",
+           "error_code", err.code, "sqlstate", err.sqlstate, "reason",
+           err.message, "retry_in_ms#", d, NULL);
+    if (!w->critical_sent && (err.klass == NG_ERR_CONFIG ||
+                              now - w->blocked_since >= w->critical_after_ms)) {
+        tell_critical_all(w);
+    }
+    return -1;
+}
+
+static bool batch_due(worker *w, uint64_t now)
+{
+    if (pg_sink_pending(w->sink) == 0) {
+        return false;
+    }
+    if (w->blocked) {
+        return now >= w->retry_at;
+    }
+    return pg_sink_flush_due(w->sink);
+}
+
+/* ------------------------------------------------------------------------
+ * Offsets and rebalances
+ */
+static void store_one(void *ctx, const char *topic, int32_t partition,
+                      int64_t next)
+{
+    consumer_store(ctx, topic, partition, next);
+}
+
+static void store_offsets(worker *w)
+{
+    offsets_collect(w->offs, store_one, w->cons);
+}
+
+static bool in_list(const rd_kafka_topic_partition_list_t *parts,
+                    const rd_kafka_message_t *m)
+{
+    for (int i = 0; i < parts->cnt; i++) {
+        if (parts->elems[i].partition == m->partition &&
+            strcmp(parts->elems[i].topic, rd_kafka_topic_name(m->rkt)) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* Adds a slot's row to the batch again, after the batch was dropped. */
+static void requeue(worker *w, struct slot *s)
+{
+    envelope env;
+    ng_error why;
+    const char *klass = NULL;
+    free(s->thread_id);
+    free(s->checkpoint_id);
+    free(s->checkpoint_ns);
+    s->thread_id = s->checkpoint_id = s->checkpoint_ns = NULL;
+    if (read_message(w, s, &env, &why, &klass) != 0 ||
+        pg_sink_add(w->sink, &env, slot_tag(w, s), &why) != 0) {
+        /* It was read once; only memory can fail now. Replayed later. */
+        slot_release(w, s, false);
+    }
+}
+
+/* Before partitions go: finish what can be finished, store its offsets,
+ * and abandon the rest (the next owner replays it). */
+static void on_revoke(void *ctx, const rd_kafka_topic_partition_list_t *parts,
+                      int lost)
+{
+    worker *w = ctx;
+    if (!lost && pg_sink_pending(w->sink) > 0) {
+        flush_batch(w);
+    }
+    if (!lost) {
+        outcome_flush(w->out, 10000);
+        store_offsets(w);
+    }
+    if (pg_sink_pending(w->sink) > 0) {
+        /* The batch did not go through: drop it, and put back the rows of
+         * the partitions we keep (sanitized again from the message). */
+        pg_sink_discard(w->sink);
+        for (size_t i = 0; i < w->nslots; i++) {
+            struct slot *s = &w->slots[i];
+            if (s->state == SLOT_BATCH && !in_list(parts, s->rkm)) {
+                requeue(w, s);
+            }
+        }
+    }
+    for (size_t i = 0; i < w->nslots; i++) {
+        struct slot *s = &w->slots[i];
+        if (s->state != SLOT_FREE && in_list(parts, s->rkm)) {
+            slot_release(w, s, false);
+        }
+    }
+    size_t keep = 0;
+    for (size_t i = 0; i < w->nheld; i++) {
+        if (in_list(parts, w->held[i])) {
+            rd_kafka_message_destroy(w->held[i]);
+        } else {
+            w->held[keep++] = w->held[i];
+        }
+    }
+    w->nheld = keep;
+    for (int i = 0; i < parts->cnt; i++) {
+        offsets_forget(w->offs, parts->elems[i].topic,
+                       parts->elems[i].partition);
+    }
+}
+
+/* ------------------------------------------------------------------------
+ * Setup and the loop
+ */
+static int conf_set(rd_kafka_conf_t *conf, const char *k, const char *v,
+                    ng_error *err)
+{
+    char errstr[256];
+    if (rd_kafka_conf_set(conf, k, v, errstr, sizeof errstr) !=
+        RD_KAFKA_CONF_OK) {
+        return ng_error_set(err, NG_ERR_CONFIG, "kafka_config", "%s: %s", k,
+                            errstr);
+    }
+    return 0;
+}
+
+/* A librdkafka configuration: ours, then the user's -X / kafka.* over it.
+ * Producer-only and consumer-only properties go to their side only. */
+static rd_kafka_conf_t *kafka_conf(const ng_config *cfg, bool consumer_side,
+                                   ng_error *err)
+{
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    char errstr[256];
+    if (conf_set(conf, "bootstrap.servers", ng_config_get(cfg, "brokers"),
+                 err) ||
+        conf_set(conf, "client.id", "nanguard", err) ||
+        (consumer_side &&
+         (conf_set(conf, "partition.assignment.strategy", "cooperative-sticky",
+                   err) ||
+          conf_set(conf, "auto.offset.reset", "earliest", err))) ||
+        (!consumer_side && (conf_set(conf, "acks", "all", err) ||
+                            conf_set(conf, "linger.ms", "5", err)))) {
+        rd_kafka_conf_destroy(conf);
+        return NULL;
+    }
+    for (size_t i = 0; i < ng_config_kafka_count(cfg); i++) {
+        const char *k, *v;
+        ng_config_kafka_at(cfg, i, &k, &v);
+        rd_kafka_conf_res_t r =
+            rd_kafka_conf_set(conf, k, v, errstr, sizeof errstr);
+        if (r == RD_KAFKA_CONF_INVALID) {
+            ng_error_set(err, NG_ERR_CONFIG, "kafka_config", "%s: %s", k,
+                         errstr);
+            rd_kafka_conf_destroy(conf);
+            return NULL;
+        }
+        if (r == RD_KAFKA_CONF_UNKNOWN) {
+            ng_error_set(err, NG_ERR_CONFIG, "kafka_config",
+                         "unknown librdkafka property '%s'", k);
+            rd_kafka_conf_destroy(conf);
+            return NULL;
+        }
+    }
+    return conf;
+}
+
+static char *first_topic_with(const char *topics, const char *suffix)
+{
+    size_t n = strcspn(topics, ",");
+    size_t len = n + strlen(suffix);
+    char *s = malloc(len + 1);
+    if (s != NULL) {
+        memcpy(s, topics, n);
+        strcpy(s + n, suffix);
+    }
+    return s;
+}
+
+worker *worker_new(const ng_config *cfg, ng_error *err)
+{
+    const char *brokers = ng_config_get(cfg, "brokers");
+    const char *topics = ng_config_get(cfg, "topic");
+    if (brokers == NULL || *brokers == '\0' || topics == NULL ||
+        *topics == '\0') {
+        ng_error_set(err, NG_ERR_CONFIG, "usage",
+                     "--brokers and --topic are required");
+        return NULL;
+    }
+    const char *conflict = ng_config_get(cfg, "on-conflict");
+    if (strcmp(conflict, "nothing") != 0 && strcmp(conflict, "update") != 0) {
+        ng_error_set(err, NG_ERR_CONFIG, "usage",
+                     "--on-conflict wants nothing or update, not '%s'",
+                     conflict);
+        return NULL;
+    }
+    worker *w = calloc(1, sizeof *w);
+    if (w == NULL) {
+        ng_error_set(err, NG_ERR_CONFIG, "oom", "out of memory");
+        return NULL;
+    }
+    w->topic_list = strdup(topics);
+    const char *dlq = ng_config_get(cfg, "dead-letter-topic");
+    const char *notify = ng_config_get(cfg, "notify-topic");
+    w->dlq_topic = dlq ? strdup(dlq) : first_topic_with(topics, ".dlq");
+    char *notify_topic =
+        notify ? strdup(notify) : first_topic_with(topics, ".notifications");
+    w->max_message_bytes = (size_t)ng_config_int(cfg, "max-message-bytes");
+    w->critical_after_ms = (uint64_t)ng_config_int(cfg, "critical-after-ms");
+    w->retry_max_ms = (uint64_t)ng_config_int(cfg, "retry-max-ms");
+    w->shutdown_timeout_ms =
+        (uint64_t)ng_config_int(cfg, "shutdown-timeout-ms");
+    w->stats_interval_ms = (uint64_t)ng_config_int(cfg, "stats-interval-ms");
+    w->notify_sanitized = ng_config_flag(cfg, "notify-sanitized");
+    ng_backoff_init(&w->backoff,
+                    (uint64_t)ng_config_int(cfg, "retry-initial-ms"),
+                    w->retry_max_ms, NULL, NULL);
+    ng_backoff_init(&w->produce_backoff, 100, 5000, NULL, NULL);
+
+    sanitize_options so = {.max_depth =
+                               (size_t)ng_config_int(cfg, "max-depth")};
+    w->san = sanitize_new(&so);
+    w->offs = offsets_new();
+    if (w->topic_list == NULL || w->dlq_topic == NULL || notify_topic == NULL ||
+        w->san == NULL || w->offs == NULL) {
+        free(notify_topic);
+        ng_error_set(err, NG_ERR_CONFIG, "oom", "out of memory");
+        worker_free(w);
+        return NULL;
+    }
+
+    pg_sink_options po = {
+        .conninfo = ng_config_get(cfg, "pg"),
+        .table = ng_config_get(cfg, "table"),
+        .on_conflict = strcmp(conflict, "update") == 0
+                           ? PG_SINK_ON_CONFLICT_UPDATE
+                           : PG_SINK_ON_CONFLICT_NOTHING,
+        .create_table = ng_config_flag(cfg, "create-table"),
+        .batch_rows = (size_t)ng_config_int(cfg, "batch-rows"),
+        .batch_bytes = (size_t)ng_config_int(cfg, "batch-bytes"),
+        .batch_ms = (unsigned)ng_config_int(cfg, "batch-ms"),
+    };
+    w->sink = pg_sink_new(&po, err);
+    const char *instance = ng_config_get(cfg, "instance-id");
+    rd_kafka_conf_t *pconf = w->sink ? kafka_conf(cfg, false, err) : NULL;
+    outcome_options oo = {.dead_letter_topic = w->dlq_topic,
+                          .notify_topic = notify_topic,
+                          .worker = instance ? instance : "nanguard"};
+    w->out = pconf ? outcome_new(pconf, &oo, on_ack, w, err) : NULL;
+    free(notify_topic);
+    rd_kafka_conf_t *cconf = w->out ? kafka_conf(cfg, true, err) : NULL;
+    consumer_options co = {.group = ng_config_get(cfg, "group"),
+                           .instance_id = instance,
+                           .on_revoke = on_revoke,
+                           .ctx = w};
+    w->cons = cconf ? consumer_new(cconf, &co, err) : NULL;
+    if (w->cons == NULL || consumer_subscribe(w->cons, topics, err) != 0) {
+        worker_free(w);
+        return NULL;
+    }
+    return w;
+}
+
+void worker_free(worker *w)
+{
+    if (w == NULL) {
+        return;
+    }
+    consumer_free(w->cons);
+    for (size_t i = 0; i < w->nslots; i++) {
+        if (w->slots[i].state != SLOT_FREE) {
+            slot_release(w, &w->slots[i], false);
+        }
+    }
+    for (size_t i = 0; i < w->nheld; i++) {
+        rd_kafka_message_destroy(w->held[i]);
+    }
+    outcome_free(w->out);
+    pg_sink_free(w->sink);
+    sanitize_free(w->san);
+    offsets_free(w->offs);
+    free(w->slots);
+    free(w->free_list);
+    free(w->held);
+    free(w->topic_list);
+    free(w->dlq_topic);
+    ng_buf_free(&w->told);
+    ng_buf_free(&w->scratch);
+    free(w);
+}
+
+static void log_stats(worker *w, const char *msg)
+{
+    char f[7][24];
+    uint64_t v[7] = {w->n.consumed,
+                     w->n.stored,
+                     w->n.duplicates,
+                     w->n.dead_lettered,
+                     w->n.tombstones,
+                     w->n.rewrites,
+                     (uint64_t)offsets_in_flight(w->offs)};
+    for (int i = 0; i < 7; i++) {
+        snprintf(f[i], sizeof f[i], "%llu", (unsigned long long)v[i]);
+    }
+    ng_log(NG_LOG_INFO, msg, "consumed#", f[0], "stored#", f[1], "duplicates#",
+           f[2], "dead_lettered#", f[3], "tombstones#", f[4], "rewrites#", f[5],
+           "in_flight#", f[6], NULL);
+}
+
+/* Stop fetching, write what is pending, wait for the broker, commit. */
+static int shut_down(worker *w)
+{
+    ng_log(NG_LOG_INFO, "stopping: flushing and committing", NULL);
+    consumer_pause(w->cons);
+    uint64_t deadline = now_ms() + w->shutdown_timeout_ms;
+    while (now_ms() < deadline) {
+        if (pg_sink_pending(w->sink) > 0 && now_ms() >= w->retry_at) {
+            flush_batch(w);
+        }
+        outcome_poll(w->out, 50);
+        retry_due(w, now_ms());
+        store_offsets(w);
+        if (pg_sink_pending(w->sink) == 0 && offsets_in_flight(w->offs) == 0) {
+            break;
+        }
+        /* Keep serving the group while we wait. */
+        rd_kafka_message_t *m = consumer_poll(w->cons, 0);
+        if (m != NULL) {
+            hold(w, m);
+        }
+    }
+    outcome_flush(w->out, 5000);
+    store_offsets(w);
+    if (offsets_in_flight(w->offs) > 0) {
+        char n[24];
+        snprintf(n, sizeof n, "%zu", offsets_in_flight(w->offs));
+        ng_log(NG_LOG_WARN,
+               "stopping with messages unfinished; they will be replayed",
+               "count#", n, NULL);
+    }
+    ng_error err;
+    if (consumer_commit(w->cons, &err) != 0) {
+        ng_log(NG_LOG_WARN, "final commit failed", "reason", err.message, NULL);
+    }
+    log_stats(w, "stopped");
+    return 0;
+}
+
+int worker_run(worker *w, volatile sig_atomic_t *stop)
+{
+    ng_error err;
+    if (pg_sink_connect(w->sink, &err) != 0) {
+        if (err.klass == NG_ERR_CONFIG) {
+            ng_log(NG_LOG_ERROR, "PostgreSQL configuration error", "reason",
+                   err.message, "sqlstate", err.sqlstate, NULL);
+        } else {
+            ng_log(NG_LOG_WARN, "PostgreSQL not reachable yet", "reason",
+                   err.message, NULL);
+        }
+    }
+    ng_log(NG_LOG_INFO, "worker started", "topics", w->topic_list,
+           "dead_letter_topic", w->dlq_topic, NULL);
+    w->last_stats = now_ms();
+    while (!*stop) {
+        int timeout = pg_sink_pending(w->sink) > 0 ? 10 : 100;
+        rd_kafka_message_t *m = consumer_poll(w->cons, timeout);
+        if (m != NULL) {
+            if (w->blocked) {
+                hold(w, m);
+            } else {
+                process(w, m);
+            }
+        }
+        uint64_t now = now_ms();
+        outcome_poll(w->out, 0);
+        retry_due(w, now);
+        if (batch_due(w, now)) {
+            flush_batch(w);
+        }
+        if (w->blocked && !w->critical_sent &&
+            now - w->blocked_since >= w->critical_after_ms) {
+            tell_critical_all(w);
+        }
+        store_offsets(w);
+        if (w->stats_interval_ms > 0 &&
+            now - w->last_stats >= w->stats_interval_ms) {
+            w->last_stats = now;
+            log_stats(w, "progress");
+        }
+    }
+    return shut_down(w);
+}
