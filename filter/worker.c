@@ -382,12 +382,12 @@ static void tell_critical_all(worker *w)
         w->block_err.klass == NG_ERR_CONFIG
             ? "Checkpoints cannot be saved: the database needs attention"
             : "Checkpoints cannot be saved: the database is unavailable";
-    char details[512];
-    snprintf(details, sizeof details, "%s%s%s", w->block_err.message,
-             w->block_err.sqlstate[0] ? " (SQLSTATE " : "",
-             w->block_err.sqlstate[0] ? w->block_err.sqlstate : "");
+    char details[sizeof w->block_err.message + 32];
     if (w->block_err.sqlstate[0]) {
-        strncat(details, ")", sizeof details - strlen(details) - 1);
+        snprintf(details, sizeof details, "%s (SQLSTATE %s)",
+                 w->block_err.message, w->block_err.sqlstate);
+    } else {
+        snprintf(details, sizeof details, "%s", w->block_err.message);
     }
     for (size_t i = 0; i < w->nslots; i++) {
         struct slot *s = &w->slots[i];
