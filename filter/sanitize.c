@@ -514,6 +514,13 @@ static int record_path(sanitize *h)
     if (ng_buf_putc(&h->paths, '\0') != 0) {
         return -1;
     }
+    /* A repaired key and its repaired value name the same member: once. */
+    size_t start = h->path_offs[h->npaths];
+    if (h->npaths > 0 && strcmp(h->paths.data + h->path_offs[h->npaths - 1],
+                                h->paths.data + start) == 0) {
+        h->paths.len = start;
+        return 0;
+    }
     h->npaths++;
     return 0;
 }

@@ -396,6 +396,12 @@ static void test_paths(void **state)
     assert_string_equal(sanitize_path(h, 2), "/\xEF\xBF\xBD");
     assert_string_equal(sanitize_path(h, 3), "/");
 
+    /* A repaired key with a repaired value: one path. */
+    run_input(h, "{\"k\\u0000\": NaN}", 16, 0, &r);
+    assert_int_equal(r.status, SANITIZE_OK);
+    assert_int_equal(sanitize_path_count(h), 1);
+    assert_string_equal(sanitize_path(h, 0), "/k\xEF\xBF\xBD");
+
     /* Only the first max_paths are kept; counts go on. */
     sanitize_options o = {.max_paths = 2};
     sanitize *few = sanitize_new(&o);
