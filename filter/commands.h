@@ -5,6 +5,7 @@
 #define NANGUARD_COMMANDS_H
 
 int cmd_sanitize(int argc, char **argv);
+int cmd_load(int argc, char **argv);
 int cmd_worker(int argc, char **argv);
 
 #endif
