@@ -1,23 +1,121 @@
 #!/usr/bin/env bash
-# The main job, end to end on this machine: builds nanguard and repairs a
-# checkpoint message written by Python's json.dumps (NaN and Infinity in
-# it), printing the message before and after and the report of what changed.
+# The main job, end to end on this machine: installs what is needed, builds
+# nanguard, starts a private PostgreSQL and a real Kafka broker on loopback,
+# creates the topics, produces example checkpoints (the json.dumps NaN case
+# among them, plus a malformed message, a bad envelope and a row PostgreSQL
+# refuses), runs two workers in one consumer group, and prints what
+# happened: rows stored, values repaired, dead-letter records with their
+# reasons, notifications. Then it stops everything it started.
+#
 # Usage: deploy/demo.sh
+# Environment: NANGUARD_DEMO_DIR (default build/demo), NANGUARD_DEMO_COUNT
+# (generated checkpoints, default 500), NANGUARD_DEMO_PG_PORT (54330),
+# NANGUARD_DEMO_KAFKA_PORT (19094).
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-bin=$(bash "$root/deploy/build.sh")
-example=$root/deploy/examples/checkpoint.json
-report=$(mktemp)
-trap 'rm -f "$report"' EXIT
+dir=${NANGUARD_DEMO_DIR:-$root/build/demo}
+count=${NANGUARD_DEMO_COUNT:-500}
+pg_port=${NANGUARD_DEMO_PG_PORT:-54330}
+kafka_port=${NANGUARD_DEMO_KAFKA_PORT:-19094}
+topic=checkpoints
+group=nanguard-demo
+say() { printf '\n== %s\n' "$*"; }
 
-echo "== input ($example), as json.dumps wrote it:"
-cat "$example"
-echo
-echo "== nanguard sanitize --report REPORT $example"
-"$bin" sanitize --report "$report" "$example"
-echo
-echo "== report:"
-cat "$report"
-echo
-echo "== PostgreSQL would refuse the input (Token \"NaN\" is invalid);" \
-     "the output above is strict JSON."
+bin=$(bash "$root/deploy/build.sh")
+rm -rf "$dir"
+mkdir -p "$dir"
+chmod 755 "$dir"
+
+workers=()
+cleanup() {
+    for pid in "${workers[@]}"; do kill "$pid" 2>/dev/null || true; done
+    bash "$root/deploy/local/kafka.sh" stop "$dir/kafka" >/dev/null 2>&1 || true
+    bash "$root/deploy/local/pg.sh" stop "$dir/pg" >/dev/null 2>&1 || true
+}
+trap cleanup EXIT
+
+say "starting PostgreSQL and Kafka on loopback"
+pg=$(bash "$root/deploy/local/pg.sh" start "$dir/pg" "$pg_port")
+brokers=$(bash "$root/deploy/local/kafka.sh" start "$dir/kafka" "$kafka_port")
+bash "$root/deploy/local/kafka.sh" topics "$dir/kafka" "$topic:4" \
+    "$topic.dlq:1" "$topic.notifications:1" 2>/dev/null
+echo "PostgreSQL: $pg"
+echo "Kafka:      $brokers"
+
+say "producing $count generated checkpoints and 4 special ones"
+python3 "$root/tests/corpus/gen_checkpoints.py" --count "$count" \
+    --avg-bytes 6000 --nan-rate 0.01 --seed 7 --out "$dir/generated.ndjson" \
+    2>/dev/null
+python3 - "$root/deploy/examples/checkpoint.json" "$dir/generated.ndjson" \
+    >"$dir/produce.tsv" <<'EOF'
+import json, secrets, sys
+def out(key, value):
+    print(key + "\t" + value)
+seed = open(sys.argv[1]).read().strip()
+out(json.loads(seed)["thread_id"], seed)                       # NaN case
+for line in open(sys.argv[2]):
+    line = line.rstrip("\n")
+    out(json.loads(line)["thread_id"], line)
+out("thread-broken", '{"thread_id": "thread-broken", "checkpoint": {')  # malformed
+out("thread-noid", '{"thread_id": "thread-noid", "checkpoint": {}}')   # no checkpoint_id
+# A key PostgreSQL cannot index (btree rows are limited to 8191 bytes):
+huge = "thread-" + secrets.token_hex(10000)
+out("thread-huge", json.dumps({"thread_id": huge, "checkpoint_id": "c-1",
+                               "checkpoint": {"v": 1}}))
+EOF
+expected=$(wc -l <"$dir/produce.tsv")
+kcat -P -b "$brokers" -t "$topic" -K $'\t' -l "$dir/produce.tsv"
+echo "$expected messages on topic $topic"
+
+say "running two workers in consumer group $group"
+for i in 1 2; do
+    "$bin" worker --brokers "$brokers" --topic "$topic" --group "$group" \
+        --pg "$pg" --create-table --instance-id "demo-worker-$i" \
+        --stats-interval-ms 2000 2>"$dir/worker$i.log" &
+    workers+=($!)
+done
+
+# Done when every message is a row or a dead-letter record.
+for _ in $(seq 1 120); do
+    rows=$(psql "$pg" -tAc "SELECT count(*) FROM checkpoints" 2>/dev/null ||
+        echo 0)
+    dlq=$(kcat -C -b "$brokers" -t "$topic.dlq" -e -q -f 'x\n' 2>/dev/null |
+        wc -l)
+    if ((rows + dlq >= expected)); then
+        break
+    fi
+    sleep 1
+done
+for pid in "${workers[@]}"; do kill -TERM "$pid"; done
+for pid in "${workers[@]}"; do
+    wait "$pid" || echo "worker $pid exited with $?"
+done
+workers=()
+
+say "what the workers did (their last log line)"
+for i in 1 2; do
+    grep '"msg":"stopped"' "$dir/worker$i.log" || tail -3 "$dir/worker$i.log"
+done
+
+say "PostgreSQL: rows stored"
+psql "$pg" -c "SELECT count(*) AS rows, count(DISTINCT thread_id) AS threads
+               FROM checkpoints"
+say "the json.dumps NaN case, as stored (NaN and Infinity became null)"
+psql "$pg" -tAc "SELECT jsonb_pretty(checkpoint->'channel_values'->'data_store')
+                 FROM checkpoints WHERE thread_id = 'thread-7f3a'"
+
+say "dead-letter topic $topic.dlq: original bytes, reason in the headers"
+kcat -C -b "$brokers" -t "$topic.dlq" -e -q \
+    -f 'headers: %h\n  value: %s\n' 2>/dev/null | cut -c1-300
+
+say "notification topic $topic.notifications (what the application sees)"
+kcat -C -b "$brokers" -t "$topic.notifications" -e -q -f '%s\n' 2>/dev/null |
+    cut -c1-400
+
+rows=$(psql "$pg" -tAc "SELECT count(*) FROM checkpoints")
+dlq=$(kcat -C -b "$brokers" -t "$topic.dlq" -e -q -f 'x\n' 2>/dev/null | wc -l)
+say "$expected messages: $rows rows stored, $dlq dead-lettered"
+if ((rows + dlq != expected)); then
+    echo "demo: some messages are unaccounted for" >&2
+    exit 1
+fi
