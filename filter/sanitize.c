@@ -114,6 +114,7 @@ struct sanitize {
     unsigned char utf8_lo, utf8_hi;
 
     bool hi_pending; /* a high surrogate escape waits for its partner */
+    const unsigned char *hi_ptr; /* it, in this chunk, not handed on yet */
     char hi[6];
     uint64_t hi_off;
     bool str_dirty; /* the current string was repaired */
@@ -993,6 +994,13 @@ static const unsigned char *scan_word(sanitize *h, const unsigned char *p,
 /* A pending high surrogate turned out to stand alone. */
 static int hi_lone(sanitize *h)
 {
+    if (h->hi_ptr != NULL) {
+        if (emit_clean(h, h->hi_ptr) != 0) {
+            return -1;
+        }
+        h->clean = h->hi_ptr + 6;
+        h->hi_ptr = NULL;
+    }
     h->hi_pending = false;
     h->str_dirty = true;
     h->counts[SANITIZE_LONE_SURROGATE]++;
@@ -1021,6 +1029,10 @@ static int uescape_end(sanitize *h, const unsigned char *p)
     if (h->hi_pending) {
         if (v >= 0xDC00 && v <= 0xDFFF) {
             h->hi_pending = false;
+            if (h->hi_ptr != NULL) {
+                h->hi_ptr = NULL;
+                return tok_keep(h);
+            }
             if (h->tok != NULL && emit_clean(h, h->tok) != 0) {
                 return -1;
             }
@@ -1029,7 +1041,10 @@ static int uescape_end(sanitize *h, const unsigned char *p)
             }
             return tok_keep(h);
         }
-        if ((h->tok != NULL && emit_clean(h, h->tok) != 0) || hi_lone(h)) {
+        if (h->hi_ptr != NULL
+                ? hi_lone(h) != 0
+                : ((h->tok != NULL && emit_clean(h, h->tok) != 0) ||
+                   hi_lone(h))) {
             return -1;
         }
     }
@@ -1043,6 +1058,14 @@ static int uescape_end(sanitize *h, const unsigned char *p)
     }
     if (v >= 0xD800 && v <= 0xDBFF) {
         /* Hold it back until the next escape says whether it pairs. */
+        if (h->tok != NULL) {
+            memcpy(h->hi, h->tok, 6);
+            h->hi_ptr = h->tok;
+            h->tokbuf.len = 0;
+            h->hi_pending = true;
+            h->hi_off = h->tok_off;
+            return 0;
+        }
         size_t len;
         const char *s = tok_text(h, p, &len);
         if (s == NULL || len != 6) {
@@ -1235,7 +1258,10 @@ static const unsigned char *scan_escape(sanitize *h, const unsigned char *p)
         return NULL;
     }
     if (h->hi_pending) {
-        if ((h->tok != NULL && emit_clean(h, h->tok) != 0) || hi_lone(h)) {
+        if (h->hi_ptr != NULL
+                ? hi_lone(h) != 0
+                : ((h->tok != NULL && emit_clean(h, h->tok) != 0) ||
+                   hi_lone(h))) {
             return NULL;
         }
     }
@@ -1445,6 +1471,7 @@ void sanitize_reset(sanitize *h)
     h->tok = NULL;
     h->tokbuf.len = 0;
     h->hi_pending = false;
+    h->hi_ptr = NULL;
     h->str_dirty = false;
     h->straddle = NO_OFFSET;
     h->out.len = 0;
@@ -1494,6 +1521,16 @@ sanitize_status sanitize_feed(sanitize *h, const char *buf, size_t len)
             break;
         }
     }
+    if (p != NULL && h->hi_ptr != NULL) {
+        /* The chunk ends before the partner: hand on what precedes the
+         * high surrogate and keep it (in h->hi). */
+        if (emit_clean(h, h->hi_ptr) != 0) {
+            p = NULL;
+        } else {
+            h->clean = h->hi_ptr + 6;
+        }
+    }
+    h->hi_ptr = NULL;
     if (p != NULL) {
         bool in_token = h->state == ST_NUMBER || h->state == ST_WORD ||
                         h->state == ST_ESCAPE || h->state == ST_UESCAPE ||
