@@ -23,6 +23,7 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -64,7 +65,6 @@ typedef struct {
     double retry_timeout_s;
 
     pg_sink *sink;
-    sanitize *san;
     FILE *dlq;
     ng_buf out; /* one dead-letter line */
     ng_backoff backoff;
@@ -202,8 +202,7 @@ static int parse_count(const char *opt, const char *s, uint64_t max,
 /* ---- dead letters ------------------------------------------------------ */
 
 static int write_dead_letter(load *l, uint64_t line, const char *code,
-                             const char *message, const char *value,
-                             size_t len)
+                             const char *message, const char *value, size_t len)
 {
     l->dead_lettered++;
     if (l->dlq == NULL) {
@@ -220,8 +219,8 @@ static int write_dead_letter(load *l, uint64_t line, const char *code,
     int rc = ng_json_raw(b, "{\"line\": ") || ng_json_u64(b, line) ||
              ng_json_raw(b, ", \"error_code\": ") || ng_json_cstr(b, code) ||
              ng_json_raw(b, ", \"message\": ") || ng_json_cstr(b, message) ||
-             ng_json_raw(b, ", \"value\": ") ||
-             ng_json_string(b, value, len) || ng_json_raw(b, "}\n");
+             ng_json_raw(b, ", \"value\": ") || ng_json_string(b, value, len) ||
+             ng_json_raw(b, "}\n");
     if (rc != 0) {
         fprintf(stderr, "nanguard load: out of memory\n");
         return EX_SOFTWARE;
@@ -388,7 +387,6 @@ static int with_retry(load *l, int (*step)(pg_sink *, ng_error *))
             ng_log(NG_LOG_ERROR, "configuration error: fix it and run again",
                    "error_code", err.code, "sqlstate", err.sqlstate, "reason",
                    err.message, NULL);
-            fprintf(stderr, "nanguard load: %s\n", err.message);
             return EX_CONFIG;
         }
         double waited = seconds_since(&since);
@@ -407,8 +405,8 @@ static int with_retry(load *l, int (*step)(pg_sink *, ng_error *))
         snprintf(d, sizeof d, "%" PRIu64, delay);
         ng_log(failures == 1 ? NG_LOG_WARN : NG_LOG_INFO,
                "PostgreSQL unavailable, retrying", "error_code", err.code,
-               "sqlstate", err.sqlstate, "reason", err.message,
-               "retry_in_ms#", d, NULL);
+               "sqlstate", err.sqlstate, "reason", err.message, "retry_in_ms#",
+               d, NULL);
         sleep_ms(delay);
     }
 }
@@ -427,8 +425,8 @@ static int flush(load *l)
     return rc;
 }
 
-static int add_row(load *l, const envelope *env, const char *value,
-                   size_t len)
+static int add_row(load *l, const envelope *env, uint64_t line,
+                   const char *value, size_t len)
 {
     if (l->nlines == l->cap_lines) {
         size_t cap = l->cap_lines ? l->cap_lines * 2 : 1024;
@@ -440,7 +438,7 @@ static int add_row(load *l, const envelope *env, const char *value,
         l->cap_lines = cap;
     }
     batch_line *bl = &l->lines[l->nlines];
-    bl->line = l->next_line - 1;
+    bl->line = line;
     bl->off = l->originals.len;
     bl->len = len;
     bl->settled = false;
@@ -451,8 +449,7 @@ static int add_row(load *l, const envelope *env, const char *value,
     if (pg_sink_add(l->sink, env, l->nlines, &err) != 0) {
         l->originals.len = bl->off;
         if (err.klass == NG_ERR_PERMANENT) {
-            return reject_line(l, bl->line, err.code, err.message, value,
-                               len);
+            return reject_line(l, bl->line, err.code, err.message, value, len);
         }
         goto oom;
     }
@@ -463,7 +460,150 @@ oom:
     return EX_SOFTWARE;
 }
 
-/* ---- lines ------------------------------------------------------------- */
+/* ---- the reader thread -------------------------------------------------
+ *
+ * Reading and repairing lines costs about as much CPU as PostgreSQL spends
+ * storing them, so a reader thread does it while the main thread writes:
+ * it hands over blocks of prepared lines through a short queue. The sink
+ * stays on the main thread.
+ */
+
+#define BLOCK_ROWS 128
+#define BLOCK_BYTES (2u * 1024 * 1024)
+#define QUEUE_BLOCKS 3
+
+/* What the reader made of one line. Offsets are into the block's data. */
+typedef struct {
+    uint64_t line;
+    size_t orig_off; /* the line as read */
+    size_t orig_len;
+    bool rejected;
+    char code[16];
+    size_t msg_off;        /* rejected: why, NUL terminated */
+    size_t text_off[5];    /* the envelope's strings, NUL terminated; */
+    size_t cp_off, cp_len; /* SIZE_MAX for a null parent_checkpoint_id */
+    size_t md_off, md_len;
+    uint64_t rewrites;
+} item;
+
+typedef struct block {
+    ng_buf data;
+    item *items;
+    size_t n;
+    size_t cap;
+    bool last;  /* the reader's last block */
+    int status; /* of the last block: 0 at the end of the input */
+    struct block *next;
+} block;
+
+typedef struct {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    block *head, *tail; /* full blocks, oldest first */
+    size_t nfull;
+    block *free_list;
+    bool stop;    /* the writer gave up: the reader ends */
+    bool stopped; /* the reader ended */
+    /* the reader's own */
+    char **files;
+    int nfiles;
+    uint64_t start_line;
+    size_t max_message_bytes;
+    sanitize *san;
+} pipeline;
+
+static void block_free(block *b)
+{
+    if (b != NULL) {
+        ng_buf_free(&b->data);
+        free(b->items);
+        free(b);
+    }
+}
+
+static block *take_free(pipeline *p)
+{
+    pthread_mutex_lock(&p->mu);
+    block *b = p->free_list;
+    if (b != NULL) {
+        p->free_list = b->next;
+    }
+    pthread_mutex_unlock(&p->mu);
+    if (b == NULL) {
+        b = calloc(1, sizeof *b);
+    }
+    if (b != NULL) {
+        ng_buf_clear(&b->data);
+        b->n = 0;
+        b->last = false;
+        b->status = 0;
+        b->next = NULL;
+    }
+    return b;
+}
+
+static void give_back(pipeline *p, block *b)
+{
+    pthread_mutex_lock(&p->mu);
+    b->next = p->free_list;
+    p->free_list = b;
+    pthread_mutex_unlock(&p->mu);
+}
+
+/* Queues a full block; waits while the queue is full. Returns -1 (and
+ * keeps the block) when the writer stopped. */
+static int push(pipeline *p, block *b)
+{
+    pthread_mutex_lock(&p->mu);
+    while (p->nfull >= QUEUE_BLOCKS && !p->stop && !b->last) {
+        pthread_cond_wait(&p->cv, &p->mu);
+    }
+    if (p->stop) {
+        pthread_mutex_unlock(&p->mu);
+        return -1;
+    }
+    b->next = NULL;
+    if (p->tail != NULL) {
+        p->tail->next = b;
+    } else {
+        p->head = b;
+    }
+    p->tail = b;
+    p->nfull++;
+    pthread_cond_broadcast(&p->cv);
+    pthread_mutex_unlock(&p->mu);
+    return 0;
+}
+
+/* The next full block, or NULL when none came within wait_ms. */
+static block *pop(pipeline *p, unsigned wait_ms)
+{
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += wait_ms / 1000;
+    until.tv_nsec += (long)(wait_ms % 1000) * 1000000L;
+    if (until.tv_nsec >= 1000000000L) {
+        until.tv_sec++;
+        until.tv_nsec -= 1000000000L;
+    }
+    pthread_mutex_lock(&p->mu);
+    while (p->head == NULL) {
+        if (pthread_cond_timedwait(&p->cv, &p->mu, &until) != 0) {
+            break;
+        }
+    }
+    block *b = p->head;
+    if (b != NULL) {
+        p->head = b->next;
+        if (p->head == NULL) {
+            p->tail = NULL;
+        }
+        p->nfull--;
+        pthread_cond_broadcast(&p->cv);
+    }
+    pthread_mutex_unlock(&p->mu);
+    return b;
+}
 
 static bool blank(const char *s, size_t n)
 {
@@ -474,6 +614,173 @@ static bool blank(const char *s, size_t n)
     }
     return true;
 }
+
+static int put_text(ng_buf *b, const char *s, size_t n, size_t *off)
+{
+    *off = b->len;
+    return ng_buf_append_str(b, s, n);
+}
+
+static int reject_item(block *b, item *it, const char *code, const char *why)
+{
+    it->rejected = true;
+    snprintf(it->code, sizeof it->code, "%s", code);
+    return put_text(&b->data, why, strlen(why), &it->msg_off);
+}
+
+/* Repairs one line into the block. Returns 0, or -1 when out of memory. */
+static int prepare(pipeline *p, block *b, uint64_t line, const char *text,
+                   size_t len)
+{
+    if (b->n == b->cap) {
+        size_t cap = b->cap ? b->cap * 2 : BLOCK_ROWS;
+        item *items = realloc(b->items, cap * sizeof *items);
+        if (items == NULL) {
+            return -1;
+        }
+        b->items = items;
+        b->cap = cap;
+    }
+    item *it = &b->items[b->n];
+    memset(it, 0, sizeof *it);
+    it->line = line;
+    it->orig_len = len;
+    if (put_text(&b->data, text, len, &it->orig_off) != 0) {
+        return -1;
+    }
+    b->n++;
+    char why[256];
+    if (len > p->max_message_bytes) {
+        snprintf(why, sizeof why,
+                 "the message has %zu bytes, more than --max-message-bytes "
+                 "%zu",
+                 len, p->max_message_bytes);
+        return reject_item(b, it, "too_large", why);
+    }
+    sanitize_reset(p->san);
+    sanitize_status st = sanitize_feed(p->san, text, len);
+    if (st == SANITIZE_OK) {
+        st = sanitize_finish(p->san);
+    }
+    if (st == SANITIZE_ENOMEM) {
+        return -1;
+    }
+    if (st != SANITIZE_OK) {
+        const sanitize_error *e = sanitize_last_error(p->san);
+        snprintf(why, sizeof why, "byte %" PRIu64 ": %s", e->offset,
+                 e->message);
+        return reject_item(b, it, "malformed_json", why);
+    }
+    envelope env;
+    if (envelope_read(p->san, &env, why, sizeof why) != 0) {
+        return reject_item(b, it, "bad_envelope", why);
+    }
+    const char *strs[5] = {env.thread_id, env.checkpoint_ns, env.checkpoint_id,
+                           env.parent_checkpoint_id, env.type};
+    for (int i = 0; i < 5; i++) {
+        it->text_off[i] = SIZE_MAX;
+        if (strs[i] != NULL &&
+            put_text(&b->data, strs[i], strlen(strs[i]), &it->text_off[i])) {
+            return -1;
+        }
+    }
+    it->cp_len = env.checkpoint_len;
+    it->md_len = env.metadata_len;
+    it->rewrites = sanitize_rewrites(p->san);
+    return put_text(&b->data, env.checkpoint, env.checkpoint_len,
+                    &it->cp_off) ||
+           put_text(&b->data, env.metadata, env.metadata_len, &it->md_off);
+}
+
+/* Reads one input into blocks. Returns 0, -1 when the writer stopped, or
+ * an exit status. */
+static int read_file(pipeline *p, const char *name, block **bp, uint64_t *line,
+                     char **buf, size_t *cap)
+{
+    FILE *f = strcmp(name, "-") == 0 ? stdin : fopen(name, "rb");
+    const char *label = f == stdin ? "<stdin>" : name;
+    if (f == NULL) {
+        fprintf(stderr, "nanguard load: %s: %s\n", name, strerror(errno));
+        return EX_IOERR;
+    }
+    int rc = 0;
+    ssize_t n;
+    errno = 0;
+    while (rc == 0 && (n = getline(buf, cap, f)) >= 0) {
+        size_t len = (size_t)n;
+        uint64_t no = ++*line;
+        if (len > 0 && (*buf)[len - 1] == '\n') {
+            len--;
+        }
+        if (no < p->start_line || blank(*buf, len)) {
+            continue;
+        }
+        if (prepare(p, *bp, no, *buf, len) != 0) {
+            fprintf(stderr, "nanguard load: out of memory\n");
+            rc = EX_SOFTWARE;
+            break;
+        }
+        if ((*bp)->n >= BLOCK_ROWS || (*bp)->data.len >= BLOCK_BYTES) {
+            if (push(p, *bp) != 0) {
+                rc = -1;
+                break;
+            }
+            *bp = take_free(p);
+            if (*bp == NULL) {
+                fprintf(stderr, "nanguard load: out of memory\n");
+                rc = EX_SOFTWARE;
+            }
+        }
+        errno = 0;
+    }
+    if (rc == 0 && ferror(f)) {
+        fprintf(stderr, "nanguard load: %s: %s\n", label,
+                errno ? strerror(errno) : "read error");
+        rc = EX_IOERR;
+    } else if (rc == 0 && errno == ENOMEM) {
+        fprintf(stderr, "nanguard load: out of memory\n");
+        rc = EX_SOFTWARE;
+    }
+    if (f != stdin) {
+        fclose(f);
+    }
+    return rc;
+}
+
+static void *reader_main(void *arg)
+{
+    pipeline *p = arg;
+    block *b = take_free(p);
+    char *buf = NULL;
+    size_t cap = 0;
+    uint64_t line = 0;
+    int rc = b == NULL ? EX_SOFTWARE : 0;
+    if (rc == 0 && p->nfiles == 0) {
+        rc = read_file(p, "-", &b, &line, &buf, &cap);
+    }
+    for (int i = 0; i < p->nfiles && rc == 0; i++) {
+        rc = read_file(p, p->files[i], &b, &line, &buf, &cap);
+    }
+    free(buf);
+    if (b == NULL) {
+        b = calloc(1, sizeof *b); /* the end must reach the writer */
+    }
+    if (rc >= 0 && b != NULL) {
+        b->last = true;
+        b->status = rc;
+        if (push(p, b) == 0) {
+            b = NULL;
+        }
+    }
+    block_free(b);
+    pthread_mutex_lock(&p->mu);
+    p->stopped = true;
+    pthread_cond_broadcast(&p->cv);
+    pthread_mutex_unlock(&p->mu);
+    return NULL;
+}
+
+/* ---- the writer (main thread) ------------------------------------------ */
 
 static void show_progress(load *l, bool force)
 {
@@ -496,40 +803,33 @@ static void show_progress(load *l, bool force)
     fflush(stderr);
 }
 
-static int load_line(load *l, const char *text, size_t len)
+/* Takes one prepared line: a dead letter, or a row for the batch. */
+static int consume(load *l, const block *b, const item *it)
 {
-    uint64_t line = l->next_line - 1;
+    const char *data = b->data.data;
+    const char *orig = data + it->orig_off;
+    l->next_line = it->line + 1;
     l->nlines_read++;
-    l->bytes += len;
-    char why[256];
-    if (len > l->max_message_bytes) {
-        snprintf(why, sizeof why,
-                 "the message has %zu bytes, more than --max-message-bytes "
-                 "%zu",
-                 len, l->max_message_bytes);
-        return reject_line(l, line, "too_large", why, text, len);
+    l->bytes += it->orig_len;
+    if (it->rejected) {
+        return reject_line(l, it->line, it->code, data + it->msg_off, orig,
+                           it->orig_len);
     }
-    sanitize_reset(l->san);
-    sanitize_status st = sanitize_feed(l->san, text, len);
-    if (st == SANITIZE_OK) {
-        st = sanitize_finish(l->san);
+    const char *strs[5];
+    for (int i = 0; i < 5; i++) {
+        strs[i] = it->text_off[i] == SIZE_MAX ? NULL : data + it->text_off[i];
     }
-    if (st == SANITIZE_ENOMEM) {
-        fprintf(stderr, "nanguard load: out of memory\n");
-        return EX_SOFTWARE;
-    }
-    if (st != SANITIZE_OK) {
-        const sanitize_error *e = sanitize_last_error(l->san);
-        snprintf(why, sizeof why, "byte %" PRIu64 ": %s", e->offset,
-                 e->message);
-        return reject_line(l, line, "malformed_json", why, text, len);
-    }
-    envelope env;
-    if (envelope_read(l->san, &env, why, sizeof why) != 0) {
-        return reject_line(l, line, "bad_envelope", why, text, len);
-    }
-    l->rewrites += sanitize_rewrites(l->san);
-    int rc = add_row(l, &env, text, len);
+    envelope env = {.thread_id = strs[0],
+                    .checkpoint_ns = strs[1],
+                    .checkpoint_id = strs[2],
+                    .parent_checkpoint_id = strs[3],
+                    .type = strs[4],
+                    .checkpoint = data + it->cp_off,
+                    .checkpoint_len = it->cp_len,
+                    .metadata = data + it->md_off,
+                    .metadata_len = it->md_len};
+    l->rewrites += it->rewrites;
+    int rc = add_row(l, &env, it->line, orig, it->orig_len);
     if (rc == 0 && (pg_sink_flush_due(l->sink) ||
                     l->queue_values.len > l->sink_opts.batch_bytes)) {
         rc = flush(l);
@@ -537,42 +837,82 @@ static int load_line(load *l, const char *text, size_t len)
     return rc;
 }
 
-static int load_file(load *l, const char *name, char **buf, size_t *cap)
+/* Writes what the reader prepares until the input ends. Returns 0 or an
+ * exit status. */
+static int write_all(load *l, pipeline *p)
 {
-    FILE *f = strcmp(name, "-") == 0 ? stdin : fopen(name, "rb");
-    const char *label = f == stdin ? "<stdin>" : name;
-    if (f == NULL) {
-        fprintf(stderr, "nanguard load: %s: %s\n", name, strerror(errno));
-        return EX_IOERR;
-    }
-    int rc = 0;
-    ssize_t n;
-    errno = 0;
-    while (rc == 0 && (n = getline(buf, cap, f)) >= 0) {
-        size_t len = (size_t)n;
-        uint64_t line = l->next_line++;
-        if (len > 0 && (*buf)[len - 1] == '\n') {
-            len--;
-        }
-        if (line < l->start_line || blank(*buf, len)) {
+    for (;;) {
+        block *b = pop(p, 100);
+        if (b == NULL) {
+            /* a slow input: the batch still goes out in time */
+            if (pg_sink_flush_due(l->sink)) {
+                int rc = flush(l);
+                if (rc != 0) {
+                    return rc;
+                }
+            }
             continue;
         }
-        rc = load_line(l, *buf, len);
-        show_progress(l, false);
-        errno = 0;
+        int rc = 0;
+        for (size_t i = 0; i < b->n && rc == 0; i++) {
+            rc = consume(l, b, &b->items[i]);
+            show_progress(l, false);
+        }
+        bool last = b->last;
+        int status = b->status;
+        give_back(p, b);
+        if (rc != 0) {
+            return rc;
+        }
+        if (last) {
+            /* what was read before an I/O error is written all the same */
+            rc = pg_sink_pending(l->sink) > 0 ? flush(l) : 0;
+            return rc != 0 ? rc : status;
+        }
     }
-    if (rc == 0 && ferror(f)) {
-        fprintf(stderr, "nanguard load: %s: %s\n", label,
-                errno ? strerror(errno) : "read error");
-        rc = EX_IOERR;
-    } else if (rc == 0 && errno == ENOMEM) {
-        fprintf(stderr, "nanguard load: out of memory\n");
-        rc = EX_SOFTWARE;
+}
+
+/* Stops the reader. It ends at once unless it waits for input that does
+ * not come (a pipe kept open): then it is left to the process exit, with
+ * what it uses (returns false). */
+static bool stop_reader(pipeline *p, pthread_t th)
+{
+    pthread_mutex_lock(&p->mu);
+    p->stop = true;
+    pthread_cond_broadcast(&p->cv);
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += 2;
+    while (!p->stopped) {
+        if (pthread_cond_timedwait(&p->cv, &p->mu, &until) != 0) {
+            break;
+        }
     }
-    if (f != stdin) {
-        fclose(f);
+    bool stopped = p->stopped;
+    pthread_mutex_unlock(&p->mu);
+    if (stopped) {
+        pthread_join(th, NULL);
+    } else {
+        pthread_detach(th);
     }
-    return rc;
+    return stopped;
+}
+
+static void pipeline_free(pipeline *p)
+{
+    while (p->head != NULL) {
+        block *b = p->head;
+        p->head = b->next;
+        block_free(b);
+    }
+    while (p->free_list != NULL) {
+        block *b = p->free_list;
+        p->free_list = b->next;
+        block_free(b);
+    }
+    sanitize_free(p->san);
+    pthread_cond_destroy(&p->cv);
+    pthread_mutex_destroy(&p->mu);
 }
 
 static void summary(load *l, int status, uint64_t resume)
@@ -622,7 +962,6 @@ static void summary(load *l, int status, uint64_t resume)
 static void load_free(load *l)
 {
     pg_sink_free(l->sink);
-    sanitize_free(l->san);
     for (size_t i = 0; i < l->nqueue; i++) {
         free(l->queue[i].message);
     }
@@ -750,21 +1089,26 @@ int cmd_load(int argc, char **argv)
     l.sink = pg_sink_new(&l.sink_opts, &err);
     if (l.sink == NULL) {
         fprintf(stderr, "nanguard load: %s\n", err.message);
-        return strcmp(err.code, "out_of_memory") == 0 ? EX_SOFTWARE
-                                                      : EX_USAGE;
+        return strcmp(err.code, "out_of_memory") == 0 ? EX_SOFTWARE : EX_USAGE;
     }
-    sanitize_options so = {.max_depth = 0};
-    l.san = sanitize_new(&so);
-    if (l.san == NULL) {
+    pipeline p = {.files = argv + optind,
+                  .nfiles = argc - optind,
+                  .start_line = l.start_line,
+                  .max_message_bytes = l.max_message_bytes,
+                  .san = sanitize_new(NULL)};
+    if (p.san == NULL || pthread_mutex_init(&p.mu, NULL) != 0) {
         fprintf(stderr, "nanguard load: out of memory\n");
+        sanitize_free(p.san);
         load_free(&l);
         return EX_SOFTWARE;
     }
+    pthread_cond_init(&p.cv, NULL);
     if (l.dlq_path != NULL) {
         l.dlq = fopen(l.dlq_path, "a");
         if (l.dlq == NULL) {
             fprintf(stderr, "nanguard load: %s: %s\n", l.dlq_path,
                     strerror(errno));
+            pipeline_free(&p);
             load_free(&l);
             return EX_IOERR;
         }
@@ -773,17 +1117,16 @@ int cmd_load(int argc, char **argv)
     /* Connect before reading: a configuration error stops the load before
      * any line is dead-lettered. */
     int status = with_retry(&l, pg_sink_connect);
-    char *buf = NULL;
-    size_t cap = 0;
-    if (status == 0 && optind == argc) {
-        status = load_file(&l, "-", &buf, &cap);
-    }
-    for (int i = optind; i < argc && status == 0; i++) {
-        status = load_file(&l, argv[i], &buf, &cap);
-    }
-    free(buf);
-    if (status == 0 && pg_sink_pending(l.sink) > 0) {
-        status = flush(&l);
+    bool reader_gone = true;
+    if (status == 0) {
+        pthread_t th;
+        if (pthread_create(&th, NULL, reader_main, &p) != 0) {
+            fprintf(stderr, "nanguard load: cannot start a thread\n");
+            status = EX_OSERR;
+        } else {
+            status = write_all(&l, &p);
+            reader_gone = stop_reader(&p, th);
+        }
     }
     if (status == 0) {
         status = write_queue(&l, UINT64_MAX);
@@ -803,8 +1146,7 @@ int cmd_load(int argc, char **argv)
         }
     }
     if (l.dlq != NULL && fclose(l.dlq) != 0 && status == 0) {
-        fprintf(stderr, "nanguard load: %s: %s\n", l.dlq_path,
-                strerror(errno));
+        fprintf(stderr, "nanguard load: %s: %s\n", l.dlq_path, strerror(errno));
         status = EX_IOERR;
     }
     l.dlq = NULL;
@@ -812,6 +1154,9 @@ int cmd_load(int argc, char **argv)
         status = 2;
     }
     summary(&l, status, resume);
+    if (reader_gone) {
+        pipeline_free(&p);
+    }
     load_free(&l);
     return status;
 }

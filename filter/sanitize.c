@@ -2,32 +2,42 @@
  *
  * Two stages run over every chunk:
  *
- *  1. A pre-pass (scan_*) walks the input once. It tracks only what yajl
- *     cannot handle or what must be rewritten: bare words (NaN, Infinity),
- *     numbers (their range), escapes and UTF-8 inside strings, and nesting
- *     depth. Clean input is never copied inside the handle: runs of it are
- *     handed on as they are, with replacements spliced in between.
+ *  1. A scanner walks the input once. It handles what yajl cannot lex and
+ *     what must be rewritten: bare words (NaN, Infinity), numbers (their
+ *     range), escapes and UTF-8 inside strings. It also keeps the light
+ *     structure the caller needs: the path of the current value (array
+ *     indexes, raw keys) for the report, the nesting depth against its
+ *     limit, and the top-level members of an envelope. Clean input is never
+ *     copied inside the handle: runs of it are handed on as they are, with
+ *     replacements spliced in between.
  *
- *  2. yajl parses exactly what the pre-pass hands on, that is the repaired
- *     text, and so checks the grammar of the output. Its callbacks keep the
- *     path of the current value (for the report) and the top-level members
- *     of an envelope.
+ *  2. yajl, with no callbacks, parses exactly what the scanner hands on,
+ *     that is the repaired text: the grammar of the output is checked by
+ *     yajl. Numbers are never converted (no double round trip).
  *
  * A token that may be rewritten (a word, a number, an escape, a UTF-8
  * sequence) is held back until its end is seen; when a chunk ends inside
- * one, its bytes so far go to tokbuf. After every rewrite the repaired text
- * is given to yajl up to the end of the rewritten value, so that the path
- * stack then names that value.
+ * one, its bytes so far go to tokbuf.
+ *
+ * Errors: the scanner's own errors (a bad literal, a bad escape, depth) are
+ * raised only after yajl has seen the text before them, so that an earlier
+ * grammar error is always the one reported, however the input was cut.
  */
 #include "sanitize.h"
 
 #include "../common/buf.h"
+#include "json_text.h"
+#include "yajl_pool.h"
 
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <yajl/yajl_parse.h>
+
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 enum scan_state {
     ST_VALUE,   /* outside strings */
@@ -40,6 +50,9 @@ enum scan_state {
 };
 
 enum num_state { N_SIGN, N_ZERO, N_INT, N_DOT, N_FRAC, N_E, N_ESIGN, N_EXP };
+
+/* What the bytes of the current string are collected for. */
+enum capture { CAP_NONE, CAP_KEY, CAP_FIELD };
 
 /* PostgreSQL's numeric_in refuses exponents at or beyond INT_MAX / 2 and
  * values with more than NUMERIC_MAX_DISPLAY_SCALE digits after the point. */
@@ -61,10 +74,22 @@ static const char repl_null[] = "null";
 static const char repl_escape[] = "\\ufffd";
 static const char repl_utf8[] = "\xEF\xBF\xBD";
 
+/* What may come next inside a container: the grammar, checked here so that
+ * errors name the exact byte (yajl checks it again on the output). */
+enum expect {
+    EXP_VALUE,          /* after ',' in an array, after ':' */
+    EXP_VALUE_OR_CLOSE, /* after '[' */
+    EXP_COMMA_OR_CLOSE, /* after a value */
+    EXP_KEY,            /* after ',' in an object */
+    EXP_KEY_OR_CLOSE,   /* after '{' */
+    EXP_COLON           /* after a key */
+};
+
 struct frame {
     bool is_map;
-    uint64_t index; /* arrays: index of the current element */
-    size_t key_start;
+    unsigned char expect; /* enum expect: what may come next */
+    uint64_t index;       /* array: index of the current element */
+    size_t key_start;     /* map: the current key, raw, in h->keys */
     size_t key_len;
 };
 
@@ -72,7 +97,6 @@ struct sanitize {
     sanitize_options opt;
     yajl_handle yajl;
     yajl_alloc_funcs alloc;
-    struct pool *pool;
     sanitize_write_fn write;
     void *write_ctx;
     ng_buf out;
@@ -80,15 +104,14 @@ struct sanitize {
     bool failed;
     bool seen_value; /* any non-space byte at all */
 
-    /* pre-pass */
     enum scan_state state;
-    size_t depth;
-    bool top_is_object;
     bool top_done;              /* a whole top-level value has been read */
     const unsigned char *chunk; /* current chunk */
+    const unsigned char *chunk_end;
     uint64_t chunk_off;         /* input offset of chunk[0] */
     const unsigned char *clean; /* first byte of the chunk not handed on */
     uint64_t out_off;           /* bytes handed on so far */
+    uint64_t straddle;          /* see emit() */
 
     const unsigned char *tok; /* token start in this chunk, NULL when the
                                  token began in an earlier one (tokbuf) */
@@ -118,12 +141,12 @@ struct sanitize {
     char hi[6];
     uint64_t hi_off;
     bool str_dirty; /* the current string was repaired */
+    bool str_is_key;
     uint64_t str_off;
+    enum capture cap;
+    const unsigned char *cap_from; /* capture continues from here */
 
-    uint64_t span_open, span_close; /* output offsets of a depth-2 value */
-    uint64_t straddle;              /* see emit() */
-
-    /* yajl side */
+    /* structure */
     struct frame *frames;
     size_t nframes, frames_cap;
     ng_buf keys;
@@ -131,6 +154,7 @@ struct sanitize {
     sanitize_type root_type;
     sanitize_field fields[SANITIZE_FIELD_COUNT];
     ng_buf field_str[SANITIZE_FIELD_COUNT];
+    ng_buf raw; /* a field string, or a key to decode */
 
     /* report */
     uint64_t values;
@@ -160,94 +184,52 @@ const char *sanitize_field_name(sanitize_field_id id)
     return (unsigned)id < SANITIZE_FIELD_COUNT ? field_names[id] : "?";
 }
 
-/* ------------------------------------------------------------------------
- * A small block cache behind yajl's allocator. yajl has no reset, so the
- * handle frees and allocates a yajl parser for every message; the cache
- * turns that into reuse of the same few blocks.
- */
-#define POOL_SLOTS 16
-
-struct pool {
-    void *slot[POOL_SLOTS]; /* free blocks, each preceded by its size */
+enum vclass {
+    V_OTHER,
+    V_SPACE,
+    V_PUNCT,
+    V_OPEN,
+    V_CLOSE,
+    V_QUOTE,
+    V_NUMBER,
+    V_WORD
 };
 
-static size_t *block_head(void *p)
-{
-    return (size_t *)p - 2; /* two words keep the block 16-byte aligned */
-}
+/* enum vclass of every byte. */
+static const unsigned char value_class[256] = {
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 5, 0, 0, 0, 0, 0, 0, 0, 0, 7, 2, 6, 0, 0,
+    6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 2, 0, 0, 0, 0, 0, 0, 7, 7, 7, 7, 7, 7, 7,
+    7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 3, 0, 4, 0, 0,
+    0, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7,
+    7, 7, 7, 3, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+};
 
-static void *pool_malloc(void *ctx, size_t sz)
-{
-    struct pool *pool = ctx;
-    int best = -1;
-    for (int i = 0; i < POOL_SLOTS; i++) {
-        if (pool->slot[i] != NULL && *block_head(pool->slot[i]) >= sz &&
-            (best < 0 ||
-             *block_head(pool->slot[i]) < *block_head(pool->slot[best]))) {
-            best = i;
-        }
-    }
-    if (best >= 0) {
-        void *p = pool->slot[best];
-        pool->slot[best] = NULL;
-        return p;
-    }
-    if (sz > SIZE_MAX - 2 * sizeof(size_t)) {
-        return NULL;
-    }
-    size_t *b = malloc(sz + 2 * sizeof(size_t));
-    if (b == NULL) {
-        return NULL;
-    }
-    b[0] = sz;
-    return b + 2;
-}
+/* Bytes that end the fast path inside a string: controls, '"', '\\'
+ * and every byte of a multi-byte UTF-8 sequence. */
+static const char string_stop[256] = {
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+};
 
-static void pool_free(void *ctx, void *p)
-{
-    struct pool *pool = ctx;
-    if (p == NULL) {
-        return;
-    }
-    for (int i = 0; i < POOL_SLOTS; i++) {
-        if (pool->slot[i] == NULL) {
-            pool->slot[i] = p;
-            return;
-        }
-    }
-    free(block_head(p));
-}
-
-static void *pool_realloc(void *ctx, void *p, size_t sz)
-{
-    if (p == NULL) {
-        return pool_malloc(ctx, sz);
-    }
-    size_t have = *block_head(p);
-    if (have >= sz) {
-        return p;
-    }
-    void *q = pool_malloc(ctx, sz);
-    if (q == NULL) {
-        return NULL;
-    }
-    memcpy(q, p, have);
-    pool_free(ctx, p);
-    return q;
-}
-
-static void pool_destroy(struct pool *pool)
-{
-    if (pool == NULL) {
-        return;
-    }
-    for (int i = 0; i < POOL_SLOTS; i++) {
-        if (pool->slot[i] != NULL) {
-            free(block_head(pool->slot[i]));
-        }
-    }
-    free(pool);
-}
+static const char escape_ok[256] = {
+    ['"'] = 1, ['\\'] = 1, ['/'] = 1, ['b'] = 1,
+    ['f'] = 1, ['n'] = 1,  ['r'] = 1, ['t'] = 1,
+};
 
 /* ------------------------------------------------------------------------
  * Errors
@@ -290,267 +272,6 @@ static void fail_from_yajl(sanitize *h, uint64_t offset)
     }
     fail(h, SANITIZE_EMALFORMED, offset, msg);
 }
-
-/* ------------------------------------------------------------------------
- * yajl side: path stack, envelope fields, value count
- */
-static int push_frame(sanitize *h, bool is_map)
-{
-    if (h->nframes == h->frames_cap) {
-        size_t cap = h->frames_cap ? h->frames_cap * 2 : 32;
-        struct frame *f = realloc(h->frames, cap * sizeof *f);
-        if (f == NULL) {
-            return -1;
-        }
-        h->frames = f;
-        h->frames_cap = cap;
-    }
-    struct frame *f = &h->frames[h->nframes++];
-    f->is_map = is_map;
-    f->index = UINT64_MAX; /* the first element makes it 0 */
-    f->key_start = h->keys.len;
-    f->key_len = 0;
-    return 0;
-}
-
-/* Called as each value begins: moves the array index, and says which
- * envelope field (or -1) the value is. */
-static int value_begin(sanitize *h)
-{
-    if (h->nframes == 0) {
-        return -1;
-    }
-    struct frame *top = &h->frames[h->nframes - 1];
-    if (!top->is_map) {
-        top->index++;
-        return -1;
-    }
-    return h->nframes == 1 ? h->cur_field : -1;
-}
-
-static void scalar_end(sanitize *h)
-{
-    if (h->nframes == 0) {
-        h->values++;
-    }
-}
-
-static void set_field(sanitize *h, int field, sanitize_type type)
-{
-    if (h->nframes == 0) {
-        h->root_type = type;
-    }
-    if (field >= 0) {
-        h->fields[field].type = type;
-        h->fields[field].str = NULL;
-        h->fields[field].str_len = 0;
-    }
-}
-
-static int cb_null(void *ctx)
-{
-    sanitize *h = ctx;
-    set_field(h, value_begin(h), SANITIZE_TYPE_NULL);
-    scalar_end(h);
-    return 1;
-}
-
-static int cb_boolean(void *ctx, int b)
-{
-    (void)b;
-    sanitize *h = ctx;
-    set_field(h, value_begin(h), SANITIZE_TYPE_BOOL);
-    scalar_end(h);
-    return 1;
-}
-
-static int cb_number(void *ctx, const char *s, size_t len)
-{
-    (void)s;
-    (void)len;
-    sanitize *h = ctx;
-    set_field(h, value_begin(h), SANITIZE_TYPE_NUMBER);
-    scalar_end(h);
-    return 1;
-}
-
-static int cb_string(void *ctx, const unsigned char *s, size_t len)
-{
-    sanitize *h = ctx;
-    int field = value_begin(h);
-    if (h->nframes == 0) {
-        h->root_type = SANITIZE_TYPE_STRING;
-    }
-    if (field >= 0) {
-        ng_buf *b = &h->field_str[field];
-        ng_buf_clear(b);
-        if (ng_buf_append_str(b, s, len) != 0) {
-            return 0;
-        }
-        h->fields[field].type = SANITIZE_TYPE_STRING;
-        h->fields[field].str = b->data;
-        h->fields[field].str_len = len;
-    }
-    scalar_end(h);
-    return 1;
-}
-
-static int container_start(sanitize *h, bool is_map)
-{
-    if (h->nframes == 0) {
-        memset(h->fields, 0, sizeof h->fields);
-        h->cur_field = -1;
-    }
-    int field = value_begin(h);
-    set_field(h, field, is_map ? SANITIZE_TYPE_OBJECT : SANITIZE_TYPE_ARRAY);
-    if (field >= 0) {
-        h->fields[field].span_off = h->span_open;
-    }
-    return push_frame(h, is_map) == 0;
-}
-
-static int container_end(sanitize *h)
-{
-    if (h->nframes == 0) {
-        return 1;
-    }
-    struct frame *f = &h->frames[--h->nframes];
-    h->keys.len = f->key_start;
-    if (h->nframes == 0) {
-        h->values++;
-    } else if (h->nframes == 1 && h->frames[0].is_map && h->cur_field >= 0) {
-        sanitize_field *fl = &h->fields[h->cur_field];
-        fl->span_len = h->span_close - fl->span_off;
-    }
-    return 1;
-}
-
-static int cb_start_map(void *ctx)
-{
-    return container_start(ctx, true);
-}
-
-static int cb_start_array(void *ctx)
-{
-    return container_start(ctx, false);
-}
-
-static int cb_end(void *ctx)
-{
-    return container_end(ctx);
-}
-
-static int cb_map_key(void *ctx, const unsigned char *key, size_t len)
-{
-    sanitize *h = ctx;
-    struct frame *top = &h->frames[h->nframes - 1];
-    h->keys.len = top->key_start;
-    if (ng_buf_append(&h->keys, key, len) != 0) {
-        return 0;
-    }
-    top->key_len = len;
-    if (h->nframes == 1) {
-        h->cur_field = -1;
-        for (int i = 0; i < SANITIZE_FIELD_COUNT; i++) {
-            if (strlen(field_names[i]) == len &&
-                memcmp(field_names[i], key, len) == 0) {
-                h->cur_field = i;
-                break;
-            }
-        }
-    }
-    return 1;
-}
-
-static const yajl_callbacks callbacks = {
-    .yajl_null = cb_null,
-    .yajl_boolean = cb_boolean,
-    .yajl_number = cb_number,
-    .yajl_string = cb_string,
-    .yajl_start_map = cb_start_map,
-    .yajl_map_key = cb_map_key,
-    .yajl_end_map = cb_end,
-    .yajl_start_array = cb_start_array,
-    .yajl_end_array = cb_end,
-};
-
-/* Appends the JSON Pointer of the value yajl saw last to the report. */
-static int record_path(sanitize *h)
-{
-    size_t max = h->opt.max_paths;
-    if (h->npaths >= max) {
-        return 0;
-    }
-    if (h->path_offs == NULL) {
-        h->path_offs = malloc(max * sizeof *h->path_offs);
-        if (h->path_offs == NULL) {
-            return -1;
-        }
-    }
-    h->path_offs[h->npaths] = h->paths.len;
-    for (size_t i = 0; i < h->nframes; i++) {
-        const struct frame *f = &h->frames[i];
-        if (ng_buf_putc(&h->paths, '/') != 0) {
-            return -1;
-        }
-        if (!f->is_map) {
-            char num[24];
-            int n =
-                snprintf(num, sizeof num, "%llu", (unsigned long long)f->index);
-            if (ng_buf_append(&h->paths, num, (size_t)n) != 0) {
-                return -1;
-            }
-            continue;
-        }
-        const char *k = h->keys.data + f->key_start;
-        for (size_t j = 0; j < f->key_len; j++) {
-            const char *esc = k[j] == '~' ? "~0" : k[j] == '/' ? "~1" : NULL;
-            int rc = esc ? ng_buf_append(&h->paths, esc, 2)
-                         : ng_buf_putc(&h->paths, k[j]);
-            if (rc != 0) {
-                return -1;
-            }
-        }
-    }
-    if (ng_buf_putc(&h->paths, '\0') != 0) {
-        return -1;
-    }
-    /* A repaired key and its repaired value name the same member: once. */
-    size_t start = h->path_offs[h->npaths];
-    if (h->npaths > 0 && strcmp(h->paths.data + h->path_offs[h->npaths - 1],
-                                h->paths.data + start) == 0) {
-        h->paths.len = start;
-        return 0;
-    }
-    h->npaths++;
-    return 0;
-}
-
-enum vclass {
-    V_OTHER,
-    V_SPACE,
-    V_PUNCT,
-    V_OPEN,
-    V_CLOSE,
-    V_QUOTE,
-    V_NUMBER,
-    V_WORD
-};
-
-/* enum vclass of every byte. */
-static const unsigned char value_class[256] = {
-    0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-    0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 5, 0, 0, 0, 0, 0, 0, 0, 0, 7, 2, 6, 0, 0,
-    6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 2, 0, 0, 0, 0, 0, 0, 7, 7, 7, 7, 7, 7, 7,
-    7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 3, 0, 4, 0, 0,
-    0, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7,
-    7, 7, 7, 3, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-};
 
 /* ------------------------------------------------------------------------
  * Handing text on: to yajl, then to the writer or the output buffer.
@@ -606,10 +327,6 @@ static int emit(sanitize *h, const void *p, size_t n, uint64_t in_off,
         return 0;
     }
     yajl_status st = yajl_parse(h->yajl, (const unsigned char *)p, n);
-    if (st == yajl_status_client_canceled) {
-        fail(h, SANITIZE_ENOMEM, in_off, "out of memory");
-        return -1;
-    }
     if (st != yajl_status_ok) {
         uint64_t off = in_off;
         if (kind != PIECE_REPLACEMENT) {
@@ -643,6 +360,28 @@ static int emit_clean(sanitize *h, const unsigned char *p)
     const unsigned char *c = h->clean;
     h->clean = p;
     return emit(h, c, (size_t)(p - c), offset_at(h, c), PIECE_CLEAN);
+}
+
+/* Stops on a fault the scanner found at input offset off. yajl first gets
+ * the clean text before upto (the fault, or the token holding it), so
+ * that an earlier grammar error wins whatever the chunking. Returns NULL
+ * for the scan functions. */
+static const unsigned char *halt(sanitize *h, const unsigned char *upto,
+                                 sanitize_status code, uint64_t off,
+                                 const char *msg)
+{
+    if (!h->failed && h->chunk != NULL && upto != NULL && upto > h->clean &&
+        upto <= h->chunk_end) {
+        emit_clean(h, upto);
+    }
+    fail(h, code, off, msg);
+    return NULL;
+}
+
+/* halt() at the token in progress. */
+static const unsigned char *halt_token(sanitize *h, const char *msg)
+{
+    return halt(h, h->tok, SANITIZE_EMALFORMED, h->tok_off, msg);
 }
 
 /* The token in progress stays as it is. */
@@ -694,7 +433,110 @@ static const char *tok_text(sanitize *h, const unsigned char *p, size_t *len)
     return h->tokbuf.data;
 }
 
-/* yajl has just seen the end of a repaired value: note its path. */
+/* ------------------------------------------------------------------------
+ * Structure: the path of the current value, depth, envelope members
+ */
+static struct frame *top_frame(sanitize *h)
+{
+    return h->nframes ? &h->frames[h->nframes - 1] : NULL;
+}
+
+/* Whether a value now is a member of the top-level object whose key names
+ * an envelope field. */
+static int current_field(const sanitize *h)
+{
+    return h->nframes == 1 && h->frames[0].is_map ? h->cur_field : -1;
+}
+
+static int push_frame(sanitize *h, bool is_map)
+{
+    if (h->nframes == h->frames_cap) {
+        size_t cap = h->frames_cap ? h->frames_cap * 2 : 32;
+        struct frame *f = realloc(h->frames, cap * sizeof *f);
+        if (f == NULL) {
+            return -1;
+        }
+        h->frames = f;
+        h->frames_cap = cap;
+    }
+    struct frame *f = &h->frames[h->nframes++];
+    f->is_map = is_map;
+    f->expect = is_map ? EXP_KEY_OR_CLOSE : EXP_VALUE_OR_CLOSE;
+    f->index = 0;
+    f->key_start = h->keys.len;
+    f->key_len = 0;
+    return 0;
+}
+
+/* Decodes raw JSON string bytes (with the repairs) into dst: returns the
+ * text, NUL terminated, or NULL when out of memory. */
+static const char *decode_into(ng_buf *dst, const unsigned char *s, size_t n)
+{
+    ng_buf_clear(dst);
+    return json_decode_repaired(s, n, dst) == 0 ? dst->data : NULL;
+}
+
+/* Appends the JSON Pointer of the current value to the report. */
+static int record_path(sanitize *h)
+{
+    size_t max = h->opt.max_paths;
+    if (h->npaths >= max) {
+        return 0;
+    }
+    if (h->path_offs == NULL) {
+        h->path_offs = malloc(max * sizeof *h->path_offs);
+        if (h->path_offs == NULL) {
+            return -1;
+        }
+    }
+    size_t start = h->paths.len;
+    for (size_t i = 0; i < h->nframes; i++) {
+        const struct frame *f = &h->frames[i];
+        if (ng_buf_putc(&h->paths, '/') != 0) {
+            return -1;
+        }
+        if (!f->is_map) {
+            char num[24];
+            int n =
+                snprintf(num, sizeof num, "%llu", (unsigned long long)f->index);
+            if (ng_buf_append(&h->paths, num, (size_t)n) != 0) {
+                return -1;
+            }
+            continue;
+        }
+        ng_buf key = {0};
+        if (f->key_len > 0 &&
+            json_decode_repaired((const unsigned char *)h->keys.data +
+                                     f->key_start,
+                                 f->key_len, &key) != 0) {
+            ng_buf_free(&key);
+            return -1;
+        }
+        int rc = 0;
+        for (size_t j = 0; j < key.len && rc == 0; j++) {
+            char c = key.data[j];
+            rc = c == '~'   ? ng_buf_append(&h->paths, "~0", 2)
+                 : c == '/' ? ng_buf_append(&h->paths, "~1", 2)
+                            : ng_buf_putc(&h->paths, c);
+        }
+        ng_buf_free(&key);
+        if (rc != 0) {
+            return -1;
+        }
+    }
+    if (ng_buf_putc(&h->paths, '\0') != 0) {
+        return -1;
+    }
+    /* A repaired key and its repaired value name the same member: once. */
+    if (h->npaths > 0 && strcmp(h->paths.data + h->path_offs[h->npaths - 1],
+                                h->paths.data + start) == 0) {
+        h->paths.len = start;
+        return 0;
+    }
+    h->path_offs[h->npaths++] = start;
+    return 0;
+}
+
 static int value_repaired(sanitize *h)
 {
     if (record_path(h) != 0) {
@@ -704,12 +546,184 @@ static int value_repaired(sanitize *h)
     return 0;
 }
 
+/* A scalar value of this type ends. */
+static void scalar_done(sanitize *h, sanitize_type type)
+{
+    if (h->nframes == 0) {
+        h->root_type = type;
+        h->values++;
+        h->top_done = true;
+        return;
+    }
+    int field = current_field(h);
+    if (field >= 0) {
+        h->fields[field].type = type;
+        h->fields[field].str = NULL;
+        h->fields[field].str_len = 0;
+    }
+}
+
+static uint64_t out_pos(const sanitize *h, const unsigned char *p)
+{
+    return h->out_off + (uint64_t)(p - h->clean);
+}
+
+/* '{' or '[' at p. Returns 0 or -1. */
+static int container_open(sanitize *h, const unsigned char *p, bool is_map)
+{
+    sanitize_type type = is_map ? SANITIZE_TYPE_OBJECT : SANITIZE_TYPE_ARRAY;
+    if (h->nframes == 0) {
+        h->root_type = type;
+        memset(h->fields, 0, sizeof h->fields);
+        h->cur_field = -1;
+    } else {
+        int field = current_field(h);
+        if (field >= 0) {
+            h->fields[field].type = type;
+            h->fields[field].span_off = out_pos(h, p);
+            h->fields[field].span_len = 0;
+        }
+    }
+    if (push_frame(h, is_map) != 0) {
+        fail(h, SANITIZE_ENOMEM, offset_at(h, p), "out of memory");
+        return -1;
+    }
+    return 0;
+}
+
+/* '}' or ']' ends before p. */
+static void container_close(sanitize *h, const unsigned char *p)
+{
+    if (h->nframes == 0) {
+        return; /* unbalanced: yajl refuses it */
+    }
+    struct frame *f = &h->frames[--h->nframes];
+    h->keys.len = f->key_start;
+    if (h->nframes == 0) {
+        h->values++;
+        h->top_done = true;
+        return;
+    }
+    int field = current_field(h);
+    if (field >= 0) {
+        h->fields[field].span_len = out_pos(h, p) - h->fields[field].span_off;
+    }
+}
+
+/* A value begins here: the grammar must allow one. The container it is in
+ * then waits for ',' or its end. Returns 0, or -1 when no value may stand
+ * here. */
+static int value_begins(sanitize *h)
+{
+    struct frame *top = top_frame(h);
+    if (top == NULL) {
+        return 0;
+    }
+    if (top->expect != EXP_VALUE && top->expect != EXP_VALUE_OR_CLOSE) {
+        return -1;
+    }
+    top->expect = EXP_COMMA_OR_CLOSE;
+    return 0;
+}
+
+/* A string (an object key when is_key) begins after the quote at p. */
+static void string_begin(sanitize *h, const unsigned char *p, bool is_key)
+{
+    struct frame *top = top_frame(h);
+    h->state = ST_STRING;
+    h->str_off = offset_at(h, p);
+    h->str_dirty = false;
+    h->str_is_key = is_key;
+    h->cap = CAP_NONE;
+    if (h->str_is_key) {
+        h->keys.len = top->key_start;
+        h->cap = CAP_KEY;
+    } else if (current_field(h) >= 0) {
+        ng_buf_clear(&h->raw);
+        h->cap = CAP_FIELD;
+    }
+    h->cap_from = p + 1;
+}
+
+/* Collects the current string's bytes from cap_from up to p. */
+static int capture(sanitize *h, const unsigned char *p)
+{
+    if (h->cap == CAP_NONE) {
+        return 0;
+    }
+    ng_buf *b = h->cap == CAP_KEY ? &h->keys : &h->raw;
+    const unsigned char *from = h->cap_from;
+    h->cap_from = p;
+    return ng_buf_append(b, from, (size_t)(p - from));
+}
+
+static int field_of_key(sanitize *h, const struct frame *f)
+{
+    size_t len = f->key_len;
+    if (len == 0) {
+        return -1; /* no field has an empty name */
+    }
+    const char *k = h->keys.data + f->key_start;
+    if (memchr(k, '\\', len) != NULL) {
+        k = decode_into(&h->raw, (const unsigned char *)k, len);
+        if (k == NULL) {
+            return -1;
+        }
+        len = strlen(k);
+    }
+    for (int i = 0; i < SANITIZE_FIELD_COUNT; i++) {
+        if (strlen(field_names[i]) == len &&
+            memcmp(field_names[i], k, len) == 0) {
+            return i;
+        }
+    }
+    return -1;
+}
+
+/* The closing quote of a string is at p. Returns 0 or -1. */
+static int string_end(sanitize *h, const unsigned char *p)
+{
+    h->state = ST_VALUE;
+    if (capture(h, p) != 0) {
+        fail(h, SANITIZE_ENOMEM, offset_at(h, p), "out of memory");
+        return -1;
+    }
+    if (h->str_is_key) {
+        struct frame *top = top_frame(h);
+        top->key_len = h->keys.len - top->key_start;
+        top->expect = EXP_COLON;
+        if (h->nframes == 1) {
+            h->cur_field = field_of_key(h, top);
+        }
+        return h->str_dirty ? value_repaired(h) : 0;
+    }
+    if (h->str_dirty && value_repaired(h) != 0) {
+        return -1;
+    }
+    int field = current_field(h);
+    if (field >= 0 && h->cap == CAP_FIELD) {
+        sanitize_field *f = &h->fields[field];
+        ng_buf *dst = &h->field_str[field];
+        if (decode_into(dst, (const unsigned char *)h->raw.data, h->raw.len) ==
+            NULL) {
+            fail(h, SANITIZE_ENOMEM, offset_at(h, p), "out of memory");
+            return -1;
+        }
+        f->type = SANITIZE_TYPE_STRING;
+        f->str = dst->data;
+        f->str_len = dst->len;
+        return 0;
+    }
+    scalar_done(h, SANITIZE_TYPE_STRING);
+    return 0;
+}
+
 /* ------------------------------------------------------------------------
  * Numbers
  */
 
 /* Whether the number just read is one PostgreSQL or a double cannot hold.
- * text is its whole text, needed only at the double's edge. */
+ * Its text is needed only at the double's edge. */
 static bool number_out_of_range(sanitize *h, const unsigned char *p)
 {
     if (h->exp >= PG_EXPONENT_LIMIT) {
@@ -757,56 +771,71 @@ static bool number_out_of_range(sanitize *h, const unsigned char *p)
     return k == sizeof dbl_overflow_digits - 1;
 }
 
-/* The number token ends before p. */
-static int number_end(sanitize *h, const unsigned char *p)
+/* A number or a literal must not run into another one ("1true", "1-1"):
+ * jq and PostgreSQL refuse both. */
+static bool runs_on(const sanitize *h, const unsigned char *p)
+{
+    return p < h->chunk_end && (value_class[*p] == V_NUMBER ||
+                                value_class[*p] == V_WORD || *p == '.');
+}
+
+static const unsigned char *run_on_error(sanitize *h, const unsigned char *p)
+{
+    char msg[64];
+    snprintf(msg, sizeof msg, "unexpected character '%c' after a value", *p);
+    return halt(h, h->tok, SANITIZE_EMALFORMED, offset_at(h, p), msg);
+}
+
+/* The number token ends before p. Returns where to go on, NULL on error. */
+static const unsigned char *number_end(sanitize *h, const unsigned char *p)
 {
     switch (h->nstate) {
     case N_SIGN:
-        fail(h, SANITIZE_EMALFORMED, h->tok_off,
-             "'-' must be followed by a digit");
-        return -1;
+        return halt_token(h, "'-' must be followed by a digit");
     case N_DOT:
-        fail(h, SANITIZE_EMALFORMED, h->tok_off,
-             "digit expected after the decimal point");
-        return -1;
+        return halt_token(h, "digit expected after the decimal point");
     case N_E:
     case N_ESIGN:
-        fail(h, SANITIZE_EMALFORMED, h->tok_off,
-             "digit expected in the exponent");
-        return -1;
+        return halt_token(h, "digit expected in the exponent");
     default:
         break;
+    }
+    if (runs_on(h, p)) {
+        return run_on_error(h, p);
     }
     /* The state changes only after the token is handed on (see emit). */
     if (!number_out_of_range(h, p)) {
         int rc = tok_keep(h);
         h->state = ST_VALUE;
-        h->top_done = h->depth == 0;
-        return rc;
+        scalar_done(h, SANITIZE_TYPE_NUMBER);
+        return rc == 0 ? p : NULL;
     }
     int rc = tok_replace(h, p, repl_null, 4, SANITIZE_OUT_OF_RANGE);
     h->state = ST_VALUE;
-    h->top_done = h->depth == 0;
-    return rc == 0 ? value_repaired(h) : -1;
+    if (rc != 0 || value_repaired(h) != 0) {
+        return NULL;
+    }
+    scalar_done(h, SANITIZE_TYPE_NULL);
+    return p;
 }
 
 static const unsigned char *scan_digits(const unsigned char *p,
                                         const unsigned char *end)
 {
-    while (p < end && *p >= '0' && *p <= '9') {
+    while (p < end && (unsigned)(*p - '0') < 10) {
         p++;
     }
     return p;
 }
 
-/* Reads number bytes from p; returns where it stopped. The token ends at
- * the first byte that cannot continue it. */
+/* Reads number bytes from p; returns where it stopped (the number may
+ * have ended there, see h->state), NULL on error. */
 static const unsigned char *scan_number(sanitize *h, const unsigned char *p,
                                         const unsigned char *end)
 {
     while (p < end) {
         unsigned char c = *p;
-        bool digit = c >= '0' && c <= '9';
+        bool digit = (unsigned)(c - '0') < 10;
         switch (h->nstate) {
         case N_SIGN:
             if (c == '0') {
@@ -821,15 +850,13 @@ static const unsigned char *scan_number(sanitize *h, const unsigned char *p,
                 h->word_len = 0;
                 return p;
             } else {
-                number_end(h, p);
-                return NULL;
+                return number_end(h, p);
             }
             break;
         case N_ZERO:
             if (digit) {
-                fail(h, SANITIZE_EMALFORMED, h->tok_off,
-                     "leading zeros are not allowed in numbers");
-                return NULL;
+                return halt_token(h,
+                                  "leading zeros are not allowed in numbers");
             }
             goto after_int;
         case N_INT: {
@@ -850,13 +877,12 @@ static const unsigned char *scan_number(sanitize *h, const unsigned char *p,
                 h->nstate = N_E;
                 p++;
             } else {
-                return number_end(h, p) == 0 ? p : NULL;
+                return number_end(h, p);
             }
             break;
         case N_DOT:
             if (!digit) {
-                number_end(h, p);
-                return NULL;
+                return number_end(h, p);
             }
             h->nstate = N_FRAC;
             break;
@@ -882,7 +908,7 @@ static const unsigned char *scan_number(sanitize *h, const unsigned char *p,
                 h->nstate = N_E;
                 p++;
             } else {
-                return number_end(h, p) == 0 ? p : NULL;
+                return number_end(h, p);
             }
             break;
         }
@@ -896,13 +922,12 @@ static const unsigned char *scan_number(sanitize *h, const unsigned char *p,
             /* fall through */
         case N_ESIGN:
             if (!digit) {
-                number_end(h, p);
-                return NULL;
+                return number_end(h, p);
             }
             h->nstate = N_EXP;
             break;
         case N_EXP:
-            while (p < end && *p >= '0' && *p <= '9') {
+            while (p < end && (unsigned)(*p - '0') < 10) {
                 if (h->exp < PG_EXPONENT_LIMIT) {
                     h->exp = h->exp * 10 + (*p - '0');
                 }
@@ -911,7 +936,7 @@ static const unsigned char *scan_number(sanitize *h, const unsigned char *p,
             if (p == end) {
                 return p;
             }
-            return number_end(h, p) == 0 ? p : NULL;
+            return number_end(h, p);
         }
     }
     return p;
@@ -935,25 +960,40 @@ static void number_begin(sanitize *h, const unsigned char *p)
  */
 static bool is_letter(unsigned char c)
 {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+    return (unsigned)((c | 0x20) - 'a') < 26;
 }
 
-static int word_end(sanitize *h, const unsigned char *p)
+static const unsigned char *word_end(sanitize *h, const unsigned char *p)
 {
-    h->state = ST_VALUE;
     h->word[h->word_len] = '\0';
     const char *w = h->word;
     if (strcmp(w, "NaN") == 0 || strcmp(w, "Infinity") == 0) {
-        sanitize_kind kind = w[0] == 'N' ? SANITIZE_NAN : SANITIZE_INFINITY;
-        if (tok_replace(h, p, repl_null, 4, kind) != 0) {
-            return -1;
+        if (runs_on(h, p)) {
+            return run_on_error(h, p);
         }
-        return value_repaired(h);
+        sanitize_kind kind = w[0] == 'N' ? SANITIZE_NAN : SANITIZE_INFINITY;
+        int rc = tok_replace(h, p, repl_null, 4, kind);
+        h->state = ST_VALUE;
+        if (rc != 0 || value_repaired(h) != 0) {
+            return NULL;
+        }
+        scalar_done(h, SANITIZE_TYPE_NULL);
+        return p;
     }
-    if (h->word_sign == 0 &&
-        (strcmp(w, "true") == 0 || strcmp(w, "false") == 0 ||
-         strcmp(w, "null") == 0)) {
-        return tok_keep(h);
+    if (h->word_sign == 0) {
+        sanitize_type type = strcmp(w, "null") == 0    ? SANITIZE_TYPE_NULL
+                             : strcmp(w, "true") == 0  ? SANITIZE_TYPE_BOOL
+                             : strcmp(w, "false") == 0 ? SANITIZE_TYPE_BOOL
+                                                       : SANITIZE_ABSENT;
+        if (type != SANITIZE_ABSENT) {
+            if (runs_on(h, p)) {
+                return run_on_error(h, p);
+            }
+            int rc = tok_keep(h);
+            h->state = ST_VALUE;
+            scalar_done(h, type);
+            return rc == 0 ? p : NULL;
+        }
     }
     char msg[64];
     snprintf(msg, sizeof msg, "invalid literal '%s%s'",
@@ -961,8 +1001,7 @@ static int word_end(sanitize *h, const unsigned char *p)
              : h->word_sign == '+' ? "+"
                                    : "",
              w);
-    fail(h, SANITIZE_EMALFORMED, h->tok_off, msg);
-    return -1;
+    return halt_token(h, msg);
 }
 
 static const unsigned char *scan_word(sanitize *h, const unsigned char *p,
@@ -970,9 +1009,8 @@ static const unsigned char *scan_word(sanitize *h, const unsigned char *p,
 {
     while (p < end && is_letter(*p)) {
         if (h->word_len == sizeof h->word - 1) {
-            fail(h, SANITIZE_EMALFORMED, h->tok_off,
-                 "invalid literal (not true, false, null, NaN or Infinity)");
-            return NULL;
+            return halt_token(
+                h, "invalid literal (not true, false, null, NaN or Infinity)");
         }
         h->word[h->word_len++] = (char)*p++;
     }
@@ -980,11 +1018,9 @@ static const unsigned char *scan_word(sanitize *h, const unsigned char *p,
         return p;
     }
     if (h->word_len == 0) {
-        fail(h, SANITIZE_EMALFORMED, h->tok_off,
-             "'+' must be followed by NaN or Infinity");
-        return NULL;
+        return halt_token(h, "'+' must be followed by NaN or Infinity");
     }
-    return word_end(h, p) == 0 ? p : NULL;
+    return word_end(h, p);
 }
 
 /* ------------------------------------------------------------------------
@@ -1007,18 +1043,17 @@ static int hi_lone(sanitize *h)
     return emit(h, repl_escape, 6, h->hi_off, PIECE_REPLACEMENT);
 }
 
-static int hex_value(unsigned char c)
+/* Settles a pending high surrogate before the escape token in progress,
+ * which is not its partner. */
+static int hi_lone_before_token(sanitize *h)
 {
-    if (c >= '0' && c <= '9') {
-        return c - '0';
+    if (h->hi_ptr != NULL) {
+        return hi_lone(h);
     }
-    if (c >= 'a' && c <= 'f') {
-        return c - 'a' + 10;
+    if (h->tok != NULL && emit_clean(h, h->tok) != 0) {
+        return -1;
     }
-    if (c >= 'A' && c <= 'F') {
-        return c - 'A' + 10;
-    }
-    return -1;
+    return hi_lone(h);
 }
 
 /* A complete \uXXXX escape ends before p. */
@@ -1041,10 +1076,7 @@ static int uescape_end(sanitize *h, const unsigned char *p)
             }
             return tok_keep(h);
         }
-        if (h->hi_ptr != NULL
-                ? hi_lone(h) != 0
-                : ((h->tok != NULL && emit_clean(h, h->tok) != 0) ||
-                   hi_lone(h))) {
+        if (hi_lone_before_token(h) != 0) {
             return -1;
         }
     }
@@ -1058,12 +1090,14 @@ static int uescape_end(sanitize *h, const unsigned char *p)
     }
     if (v >= 0xD800 && v <= 0xDBFF) {
         /* Hold it back until the next escape says whether it pairs. */
+        h->hi_pending = true;
+        h->hi_off = h->tok_off;
         if (h->tok != NULL) {
+            /* In this chunk: it stays in the clean run unless it turns
+             * out to stand alone. */
             memcpy(h->hi, h->tok, 6);
             h->hi_ptr = h->tok;
             h->tokbuf.len = 0;
-            h->hi_pending = true;
-            h->hi_off = h->tok_off;
             return 0;
         }
         size_t len;
@@ -1073,38 +1107,12 @@ static int uescape_end(sanitize *h, const unsigned char *p)
             return -1;
         }
         memcpy(h->hi, s, 6);
-        if (h->tok != NULL && emit_clean(h, h->tok) != 0) {
-            return -1;
-        }
         h->tokbuf.len = 0;
         h->clean = p;
-        h->hi_pending = true;
-        h->hi_off = h->tok_off;
         return 0;
     }
     return tok_keep(h);
 }
-
-static const char escape_ok[256] = {
-    ['"'] = 1, ['\\'] = 1, ['/'] = 1, ['b'] = 1,
-    ['f'] = 1, ['n'] = 1,  ['r'] = 1, ['t'] = 1,
-};
-
-/* Bytes that end the fast path inside a string: controls, '"', '\\'
- * and every byte of a multi-byte UTF-8 sequence. */
-static const char string_stop[256] = {
-    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
-    1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0,
-    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-    0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
-    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
-    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
-    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
-    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
-    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
-};
 
 /* Replaces the invalid UTF-8 bytes [s, p) of the current chunk, or the
  * held token when s is NULL. */
@@ -1118,34 +1126,6 @@ static int utf8_invalid(sanitize *h, const unsigned char *s,
     }
     h->state = ST_STRING;
     return tok_replace(h, p, repl_utf8, 3, SANITIZE_INVALID_UTF8);
-}
-
-/* Sets the expectations after lead byte c; returns false if c cannot lead
- * a sequence. */
-static bool utf8_lead(sanitize *h, unsigned char c)
-{
-    h->utf8_lo = 0x80;
-    h->utf8_hi = 0xBF;
-    if (c >= 0xC2 && c <= 0xDF) {
-        h->utf8_need = 1;
-    } else if (c >= 0xE0 && c <= 0xEF) {
-        h->utf8_need = 2;
-        if (c == 0xE0) {
-            h->utf8_lo = 0xA0;
-        } else if (c == 0xED) {
-            h->utf8_hi = 0x9F;
-        }
-    } else if (c >= 0xF0 && c <= 0xF4) {
-        h->utf8_need = 3;
-        if (c == 0xF0) {
-            h->utf8_lo = 0x90;
-        } else if (c == 0xF4) {
-            h->utf8_hi = 0x8F;
-        }
-    } else {
-        return false;
-    }
-    return true;
 }
 
 /* Continues a UTF-8 sequence; returns where it stopped, NULL on error. */
@@ -1169,6 +1149,56 @@ static const unsigned char *scan_utf8(sanitize *h, const unsigned char *p,
     return p;
 }
 
+/* Skips plain string bytes: everything but controls, '"', '\\' and
+ * non-ASCII. */
+static const unsigned char *skip_plain(const unsigned char *p,
+                                       const unsigned char *end)
+{
+#if defined(__SSE2__)
+    const __m128i quote = _mm_set1_epi8('"');
+    const __m128i bslash = _mm_set1_epi8('\\');
+    const __m128i space = _mm_set1_epi8(0x20);
+    while (end - p >= 16) {
+        __m128i v = _mm_loadu_si128((const __m128i *)(const void *)p);
+        /* Signed compare: bytes >= 0x80 are negative, so below 0x20. */
+        __m128i stop = _mm_or_si128(
+            _mm_or_si128(_mm_cmpeq_epi8(v, quote), _mm_cmpeq_epi8(v, bslash)),
+            _mm_cmplt_epi8(v, space));
+        int mask = _mm_movemask_epi8(stop);
+        if (mask != 0) {
+            return p + __builtin_ctz((unsigned)mask);
+        }
+        p += 16;
+    }
+#endif
+    while (p < end && !string_stop[*p]) {
+        p++;
+    }
+    return p;
+}
+
+/* Length of an escape at p that stays exactly as it is and lies whole in
+ * the chunk (a pair of surrogates counts as one), or 0. */
+static size_t plain_escape(const unsigned char *p, const unsigned char *end)
+{
+    if (end - p >= 2 && p[1] != 'u') {
+        return escape_ok[p[1]] ? 2 : 0;
+    }
+    if (end - p < 6) {
+        return 0;
+    }
+    int v = hex4(p + 2);
+    if (v > 0 && (v < 0xD800 || v > 0xDFFF)) {
+        return 6;
+    }
+    if (v >= 0xD800 && v <= 0xDBFF && end - p >= 12 && p[6] == '\\' &&
+        p[7] == 'u') {
+        int lo = hex4(p + 8);
+        return lo >= 0xDC00 && lo <= 0xDFFF ? 12 : 0;
+    }
+    return 0;
+}
+
 /* Reads string bytes from p; returns where it stopped, NULL on error. */
 static const unsigned char *scan_string(sanitize *h, const unsigned char *p,
                                         const unsigned char *end)
@@ -1177,38 +1207,35 @@ static const unsigned char *scan_string(sanitize *h, const unsigned char *p,
         if (h->hi_pending && *p != '\\' && hi_lone(h) != 0) {
             return NULL;
         }
-        while (p < end && !string_stop[*p]) {
-            p++;
-        }
+        p = skip_plain(p, end);
         if (p == end) {
             return p;
         }
         unsigned char c = *p;
         if (c == '"') {
-            h->state = ST_VALUE;
-            h->top_done = h->depth == 0;
-            p++;
-            if (h->str_dirty) {
-                /* Let yajl see the whole string, then name it. */
-                h->str_dirty = false;
-                if (emit_clean(h, p) != 0 || value_repaired(h) != 0) {
-                    return NULL;
-                }
+            if (string_end(h, p) != 0) {
+                return NULL;
             }
-            return p;
+            return p + 1;
         }
         if (c == '\\') {
+            size_t n = h->hi_pending ? 0 : plain_escape(p, end);
+            if (n > 0) {
+                p += n;
+                continue;
+            }
             tok_begin(h, p);
             h->state = ST_ESCAPE;
             return p + 1;
         }
         if (c < 0x20) {
-            fail(h, SANITIZE_EMALFORMED, offset_at(h, p),
-                 "control character in string (must be escaped)");
-            return NULL;
+            return halt(h, p, SANITIZE_EMALFORMED, offset_at(h, p),
+                        "control character in string (must be escaped)");
         }
         /* c >= 0x80 */
-        if (!utf8_lead(h, c)) {
+        unsigned char lo, hi;
+        int need = utf8_lead(c, &lo, &hi);
+        if (need == 0) {
             if (utf8_invalid(h, p, p + 1) != 0) {
                 return NULL;
             }
@@ -1216,8 +1243,6 @@ static const unsigned char *scan_string(sanitize *h, const unsigned char *p,
             continue;
         }
         const unsigned char *s = p++;
-        int need = h->utf8_need;
-        unsigned char lo = h->utf8_lo, hi = h->utf8_hi;
         while (need > 0 && p < end && *p >= lo && *p <= hi) {
             p++;
             need--;
@@ -1254,16 +1279,10 @@ static const unsigned char *scan_escape(sanitize *h, const unsigned char *p)
         return p + 1;
     }
     if (!escape_ok[c]) {
-        fail(h, SANITIZE_EMALFORMED, h->tok_off, "invalid escape in string");
-        return NULL;
+        return halt_token(h, "invalid escape in string");
     }
-    if (h->hi_pending) {
-        if (h->hi_ptr != NULL
-                ? hi_lone(h) != 0
-                : ((h->tok != NULL && emit_clean(h, h->tok) != 0) ||
-                   hi_lone(h))) {
-            return NULL;
-        }
+    if (h->hi_pending && hi_lone_before_token(h) != 0) {
+        return NULL;
     }
     h->state = ST_STRING;
     return tok_keep(h) == 0 ? p + 1 : NULL;
@@ -1273,11 +1292,13 @@ static const unsigned char *scan_uescape(sanitize *h, const unsigned char *p,
                                          const unsigned char *end)
 {
     while (p < end && h->udigits < 4) {
-        int v = hex_value(*p);
+        unsigned char c = *p;
+        int v = (unsigned)(c - '0') < 10           ? c - '0'
+                : (unsigned)((c | 0x20) - 'a') < 6 ? (c | 0x20) - 'a' + 10
+                                                   : -1;
         if (v < 0) {
-            fail(h, SANITIZE_EMALFORMED, h->tok_off,
-                 "invalid \\u escape in string (4 hex digits expected)");
-            return NULL;
+            return halt_token(
+                h, "invalid \\u escape in string (4 hex digits expected)");
         }
         h->uval = h->uval << 4 | (unsigned)v;
         h->udigits++;
@@ -1292,9 +1313,43 @@ static const unsigned char *scan_uescape(sanitize *h, const unsigned char *p,
 /* ------------------------------------------------------------------------
  * Outside strings
  */
-static uint64_t out_pos(const sanitize *h, const unsigned char *p)
+static const unsigned char *unexpected(sanitize *h, const unsigned char *p)
 {
-    return h->out_off + (uint64_t)(p - h->clean);
+    char msg[48];
+    unsigned char c = *p;
+    if (c > 0x20 && c < 0x7F) {
+        snprintf(msg, sizeof msg, "unexpected character '%c'", c);
+    } else {
+        snprintf(msg, sizeof msg, "unexpected byte 0x%02X", c);
+    }
+    return halt(h, p, SANITIZE_EMALFORMED, offset_at(h, p), msg);
+}
+
+/* A byte the grammar does not allow here: say what was expected. */
+static const unsigned char *misplaced(sanitize *h, const unsigned char *p)
+{
+    static const char *const wanted[] = {
+        [EXP_VALUE] = "a value",
+        [EXP_VALUE_OR_CLOSE] = "a value or ']'",
+        [EXP_COMMA_OR_CLOSE] = NULL,
+        [EXP_KEY] = "a string (object key)",
+        [EXP_KEY_OR_CLOSE] = "a string (object key) or '}'",
+        [EXP_COLON] = "':' after the object key",
+    };
+    const struct frame *top = top_frame(h);
+    const char *want = top == NULL ? "a value"
+                       : top->expect == EXP_COMMA_OR_CLOSE
+                           ? (top->is_map ? "',' or '}' after an object member"
+                                          : "',' or ']' after an array element")
+                           : wanted[top->expect];
+    char msg[96];
+    unsigned char c = *p;
+    if (c > 0x20 && c < 0x7F) {
+        snprintf(msg, sizeof msg, "expected %s, not '%c'", want, c);
+    } else {
+        snprintf(msg, sizeof msg, "expected %s", want);
+    }
+    return halt(h, p, SANITIZE_EMALFORMED, offset_at(h, p), msg);
 }
 
 static const unsigned char *scan_value(sanitize *h, const unsigned char *p,
@@ -1302,62 +1357,86 @@ static const unsigned char *scan_value(sanitize *h, const unsigned char *p,
 {
     while (p < end) {
         unsigned char c = *p;
-        if (value_class[c] == V_SPACE) {
+        enum vclass cls = value_class[c];
+        if (cls == V_SPACE) {
             p++;
             continue;
         }
+        h->seen_value = true;
         if (h->top_done && !h->opt.multiple_values) {
-            fail(h, SANITIZE_EMALFORMED, offset_at(h, p),
-                 "trailing garbage after the JSON value");
-            return NULL;
+            return halt(h, p, SANITIZE_EMALFORMED, offset_at(h, p),
+                        "trailing garbage after the JSON value");
         }
-        switch (value_class[c]) {
+        struct frame *top;
+        switch (cls) {
         case V_PUNCT:
-            h->seen_value = true;
+            top = top_frame(h);
+            if (c == ',') {
+                if (top == NULL || top->expect != EXP_COMMA_OR_CLOSE) {
+                    return misplaced(h, p);
+                }
+                top->expect = top->is_map ? EXP_KEY : EXP_VALUE;
+                top->index += !top->is_map;
+            } else {
+                if (top == NULL || top->expect != EXP_COLON) {
+                    return misplaced(h, p);
+                }
+                top->expect = EXP_VALUE;
+            }
             p++;
             continue;
         case V_OPEN:
-            h->seen_value = true;
-            if (h->depth >= h->opt.max_depth) {
+            if (value_begins(h) != 0) {
+                return misplaced(h, p);
+            }
+            if (h->nframes >= h->opt.max_depth) {
                 char msg[64];
                 snprintf(msg, sizeof msg, "nesting deeper than %zu",
                          h->opt.max_depth);
-                fail(h, SANITIZE_ETOO_DEEP, offset_at(h, p), msg);
+                return halt(h, p, SANITIZE_ETOO_DEEP, offset_at(h, p), msg);
+            }
+            if (container_open(h, p, c == '{') != 0) {
                 return NULL;
             }
-            if (h->depth == 0) {
-                h->top_is_object = c == '{';
-            } else if (h->depth == 1) {
-                h->span_open = out_pos(h, p);
-            }
-            h->depth++;
             p++;
             continue;
         case V_CLOSE:
-            h->seen_value = true;
-            p++;
-            if (h->depth > 0 && --h->depth == 0) {
-                h->top_done = true;
-            } else if (h->depth == 1 && h->top_is_object) {
-                /* Let yajl close the member now, while span_close holds. */
-                h->span_close = out_pos(h, p);
-                if (emit_clean(h, p) != 0) {
-                    return NULL;
-                }
+            top = top_frame(h);
+            if (top == NULL || top->is_map != (c == '}') ||
+                (top->expect != EXP_COMMA_OR_CLOSE &&
+                 top->expect !=
+                     (top->is_map ? EXP_KEY_OR_CLOSE : EXP_VALUE_OR_CLOSE))) {
+                return misplaced(h, p);
             }
+            p++;
+            container_close(h, p);
             continue;
         case V_QUOTE:
-            h->seen_value = true;
-            h->state = ST_STRING;
-            h->str_off = offset_at(h, p);
-            h->str_dirty = false;
+            top = top_frame(h);
+            if (top != NULL && top->is_map &&
+                (top->expect == EXP_KEY || top->expect == EXP_KEY_OR_CLOSE)) {
+                string_begin(h, p, true);
+                return p + 1;
+            }
+            if (value_begins(h) != 0) {
+                return misplaced(h, p);
+            }
+            string_begin(h, p, false);
             return p + 1;
         case V_NUMBER:
-            h->seen_value = true;
+            if (value_begins(h) != 0) {
+                return misplaced(h, p);
+            }
             number_begin(h, p);
-            return c == '-' || c == '0' ? p + 1 : p;
+            p = scan_number(h, c == '-' || c == '0' ? p + 1 : p, end);
+            if (p == NULL || h->state != ST_VALUE) {
+                return p;
+            }
+            continue;
         case V_WORD:
-            h->seen_value = true;
+            if (value_begins(h) != 0) {
+                return misplaced(h, p);
+            }
             tok_begin(h, p);
             h->state = ST_WORD;
             h->word_len = 0;
@@ -1366,17 +1445,13 @@ static const unsigned char *scan_value(sanitize *h, const unsigned char *p,
                 h->word_sign = '+';
                 p++;
             }
-            return p;
-        default: {
-            char msg[48];
-            if (c > 0x20 && c < 0x7F) {
-                snprintf(msg, sizeof msg, "unexpected character '%c'", c);
-            } else {
-                snprintf(msg, sizeof msg, "unexpected byte 0x%02X", c);
+            p = scan_word(h, p, end);
+            if (p == NULL || h->state != ST_VALUE) {
+                return p;
             }
-            fail(h, SANITIZE_EMALFORMED, offset_at(h, p), msg);
-            return NULL;
-        }
+            continue;
+        default:
+            return unexpected(h, p);
         }
     }
     return p;
@@ -1400,15 +1475,10 @@ sanitize *sanitize_new(const sanitize_options *opts)
     if (h->opt.max_paths == 0) {
         h->opt.max_paths = SANITIZE_DEFAULT_MAX_PATHS;
     }
-    h->pool = calloc(1, sizeof *h->pool);
-    if (h->pool == NULL) {
+    if (yajl_pool_init(&h->alloc) != 0) {
         free(h);
         return NULL;
     }
-    h->alloc.malloc = pool_malloc;
-    h->alloc.realloc = pool_realloc;
-    h->alloc.free = pool_free;
-    h->alloc.ctx = h->pool;
     sanitize_reset(h);
     if (h->yajl == NULL) {
         sanitize_free(h);
@@ -1425,10 +1495,11 @@ void sanitize_free(sanitize *h)
     if (h->yajl != NULL) {
         yajl_free(h->yajl);
     }
-    pool_destroy(h->pool);
+    yajl_pool_destroy(&h->alloc);
     ng_buf_free(&h->out);
     ng_buf_free(&h->tokbuf);
     ng_buf_free(&h->keys);
+    ng_buf_free(&h->raw);
     ng_buf_free(&h->paths);
     for (int i = 0; i < SANITIZE_FIELD_COUNT; i++) {
         ng_buf_free(&h->field_str[i]);
@@ -1449,7 +1520,8 @@ void sanitize_reset(sanitize *h)
     if (h->yajl != NULL) {
         yajl_free(h->yajl);
     }
-    h->yajl = yajl_alloc(&callbacks, &h->alloc, h);
+    /* No callbacks: yajl only checks the grammar. */
+    h->yajl = yajl_alloc(NULL, &h->alloc, NULL);
     if (h->yajl != NULL && h->opt.multiple_values) {
         yajl_config(h->yajl, yajl_allow_multiple_values, 1);
     }
@@ -1461,19 +1533,19 @@ void sanitize_reset(sanitize *h)
     }
     h->seen_value = false;
     h->state = ST_VALUE;
-    h->depth = 0;
-    h->top_is_object = false;
     h->top_done = false;
     h->chunk = NULL;
+    h->chunk_end = NULL;
     h->chunk_off = 0;
     h->clean = NULL;
     h->out_off = 0;
+    h->straddle = NO_OFFSET;
     h->tok = NULL;
     h->tokbuf.len = 0;
     h->hi_pending = false;
     h->hi_ptr = NULL;
     h->str_dirty = false;
-    h->straddle = NO_OFFSET;
+    h->cap = CAP_NONE;
     h->out.len = 0;
     h->nframes = 0;
     h->keys.len = 0;
@@ -1494,8 +1566,12 @@ sanitize_status sanitize_feed(sanitize *h, const char *buf, size_t len)
     const unsigned char *p = (const unsigned char *)buf;
     const unsigned char *end = p + len;
     h->chunk = p;
+    h->chunk_end = end;
     h->clean = p;
     h->tok = NULL; /* a token in progress began in an earlier chunk */
+    if (in_string(h)) {
+        h->cap_from = p;
+    }
     while (p != NULL && p < end) {
         switch (h->state) {
         case ST_VALUE:
@@ -1520,6 +1596,10 @@ sanitize_status sanitize_feed(sanitize *h, const char *buf, size_t len)
             p = scan_number(h, p, end);
             break;
         }
+    }
+    if (p != NULL && in_string(h) && capture(h, end) != 0) {
+        fail(h, SANITIZE_ENOMEM, h->chunk_off + len, "out of memory");
+        p = NULL;
     }
     if (p != NULL && h->hi_ptr != NULL) {
         /* The chunk ends before the partner: hand on what precedes the
@@ -1549,6 +1629,7 @@ sanitize_status sanitize_feed(sanitize *h, const char *buf, size_t len)
     }
     h->chunk_off += len;
     h->chunk = NULL;
+    h->chunk_end = NULL;
     h->clean = NULL;
     h->tok = NULL;
     return h->failed ? h->err.code : SANITIZE_OK;
@@ -1562,30 +1643,31 @@ sanitize_status sanitize_finish(sanitize *h)
     static const unsigned char none[1];
     /* Tokens end at the end of input: finish them on an empty chunk. */
     h->chunk = none;
+    h->chunk_end = none;
     h->clean = none;
     h->tok = NULL;
-    int rc = 0;
     switch (h->state) {
     case ST_NUMBER:
-        rc = number_end(h, none);
+        number_end(h, none);
         break;
     case ST_WORD:
         if (h->word_len == 0) {
-            rc = fail(h, SANITIZE_EMALFORMED, h->tok_off,
-                      "'+' must be followed by NaN or Infinity");
+            fail(h, SANITIZE_EMALFORMED, h->tok_off,
+                 "'+' must be followed by NaN or Infinity");
         } else {
-            rc = word_end(h, none);
+            word_end(h, none);
         }
         break;
     case ST_VALUE:
         break;
     default:
-        rc = fail(h, SANITIZE_EMALFORMED, h->str_off, "unterminated string");
+        fail(h, SANITIZE_EMALFORMED, h->str_off, "unterminated string");
         break;
     }
     h->chunk = NULL;
+    h->chunk_end = NULL;
     h->clean = NULL;
-    if (rc != 0 || h->failed) {
+    if (h->failed) {
         return h->err.code;
     }
     if (!h->seen_value) {

@@ -1,0 +1,25 @@
+/* json_text.h - small facts about JSON string text, shared by the
+ * sanitizer's scanner and its decoder. Pure functions. */
+#ifndef NANGUARD_JSON_TEXT_H
+#define NANGUARD_JSON_TEXT_H
+
+#include "../common/buf.h"
+
+#include <stddef.h>
+
+/* For the UTF-8 lead byte c: how many continuation bytes follow, and the
+ * range the first of them must lie in (later ones: 0x80-0xBF). Returns 0
+ * when c cannot lead a sequence. */
+int utf8_lead(unsigned char c, unsigned char *lo, unsigned char *hi);
+
+/* The value of four hex digits at s, or -1. */
+int hex4(const unsigned char *s);
+
+/* Decodes the text between the quotes of a JSON string (escapes resolved)
+ * into out, with the sanitizer's repairs applied: \u0000 and lone
+ * surrogates become U+FFFD, and so does each maximal invalid UTF-8
+ * subpart. Appends a NUL (not counted). Returns 0, or -1 when out of
+ * memory. */
+int json_decode_repaired(const unsigned char *s, size_t n, ng_buf *out);
+
+#endif
