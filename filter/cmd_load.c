@@ -615,10 +615,11 @@ static bool blank(const char *s, size_t n)
     return true;
 }
 
+/* Appends s[0..n) and a NUL that the next append keeps. */
 static int put_text(ng_buf *b, const char *s, size_t n, size_t *off)
 {
     *off = b->len;
-    return ng_buf_append_str(b, s, n);
+    return ng_buf_append(b, s, n) || ng_buf_putc(b, '\0');
 }
 
 static int reject_item(block *b, item *it, const char *code, const char *why)

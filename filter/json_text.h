@@ -12,8 +12,19 @@
  * when c cannot lead a sequence. */
 int utf8_lead(unsigned char c, unsigned char *lo, unsigned char *hi);
 
+/* Hex digit values; -1 for every other byte. */
+extern const signed char json_hex_value[256];
+
 /* The value of four hex digits at s, or -1. */
-int hex4(const unsigned char *s);
+static inline int hex4(const unsigned char *s)
+{
+    int a = json_hex_value[s[0]], b = json_hex_value[s[1]];
+    int c = json_hex_value[s[2]], d = json_hex_value[s[3]];
+    if ((a | b | c | d) < 0) {
+        return -1;
+    }
+    return a << 12 | b << 8 | c << 4 | d;
+}
 
 /* Decodes the text between the quotes of a JSON string (escapes resolved)
  * into out, with the sanitizer's repairs applied: \u0000 and lone

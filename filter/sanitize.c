@@ -157,6 +157,9 @@ struct sanitize {
     ng_buf raw; /* a field string, or a key to decode */
 
     /* report */
+    uint64_t member;              /* object members seen (keys read) */
+    uint64_t key_repaired_member; /* the last one whose key was repaired */
+    size_t key_repaired_depth;
     uint64_t values;
     uint64_t counts[SANITIZE_KIND_COUNT];
     ng_buf paths;      /* NUL-terminated pointers, back to back */
@@ -527,18 +530,17 @@ static int record_path(sanitize *h)
     if (ng_buf_putc(&h->paths, '\0') != 0) {
         return -1;
     }
-    /* A repaired key and its repaired value name the same member: once. */
-    if (h->npaths > 0 && strcmp(h->paths.data + h->path_offs[h->npaths - 1],
-                                h->paths.data + start) == 0) {
-        h->paths.len = start;
-        return 0;
-    }
     h->path_offs[h->npaths++] = start;
     return 0;
 }
 
 static int value_repaired(sanitize *h)
 {
+    /* A repaired key and its repaired value name the same member: once. */
+    if (h->key_repaired_member == h->member &&
+        h->key_repaired_depth == h->nframes) {
+        return 0;
+    }
     if (record_path(h) != 0) {
         fail(h, SANITIZE_ENOMEM, h->tok_off, "out of memory");
         return -1;
@@ -695,7 +697,13 @@ static int string_end(sanitize *h, const unsigned char *p)
         if (h->nframes == 1) {
             h->cur_field = field_of_key(h, top);
         }
-        return h->str_dirty ? value_repaired(h) : 0;
+        h->member++;
+        if (!h->str_dirty || value_repaired(h) != 0) {
+            return h->failed ? -1 : 0;
+        }
+        h->key_repaired_member = h->member;
+        h->key_repaired_depth = h->nframes;
+        return 0;
     }
     if (h->str_dirty && value_repaired(h) != 0) {
         return -1;
@@ -819,13 +827,65 @@ static const unsigned char *number_end(sanitize *h, const unsigned char *p)
     return p;
 }
 
-static const unsigned char *scan_digits(const unsigned char *p,
-                                        const unsigned char *end)
+/* Skips decimal digits, eight at a time where it can. */
+static inline __attribute__((always_inline)) const unsigned char *
+scan_digits(const unsigned char *p, const unsigned char *end)
 {
+    const uint64_t hi = UINT64_C(0xF0F0F0F0F0F0F0F0);
+    const uint64_t three = UINT64_C(0x3030303030303030);
+    const uint64_t six = UINT64_C(0x0606060606060606);
+    while (end - p >= 8) {
+        uint64_t x;
+        memcpy(&x, p, 8);
+        /* A byte is a digit when its high nibble is 3, and still is after
+         * adding 6 (0x3A-0x3F are not). Carries run only towards later
+         * bytes, past the first non-digit, so its position is exact. */
+        uint64_t bad = ((x & hi) ^ three) | (((x + six) & hi) ^ three);
+        if (bad != 0) {
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+            return p + (__builtin_ctzll(bad) >> 3);
+#else
+            break;
+#endif
+        }
+        p += 8;
+    }
     while (p < end && (unsigned)(*p - '0') < 10) {
         p++;
     }
     return p;
+}
+
+/* The common number, whole in the chunk: -?(0|[1-9][0-9]*)(.[0-9]+)? with
+ * no exponent, at most 308 digits before the point and 16383 after, so in
+ * range for a double and for PostgreSQL. Returns its end, or NULL when it
+ * is anything else (the token machinery then takes it). */
+static inline __attribute__((always_inline)) const unsigned char *
+plain_number(const unsigned char *p, const unsigned char *end)
+{
+    const unsigned char *q = p + (*p == '-');
+    const unsigned char *digits = q;
+    if (q < end && *q == '0') {
+        q++;
+    } else {
+        q = scan_digits(q, end);
+        if (q == digits || q - digits > 308) {
+            return NULL;
+        }
+    }
+    if (q < end && *q == '.') {
+        const unsigned char *f = q + 1;
+        q = scan_digits(f, end);
+        if (q == f || q - f > PG_MAX_SCALE) {
+            return NULL;
+        }
+    }
+    /* The end must be seen, and be no exponent nor a run-on. */
+    if (q >= end || value_class[*q] == V_NUMBER || value_class[*q] == V_WORD ||
+        *q == '.') {
+        return NULL;
+    }
+    return q;
 }
 
 /* Reads number bytes from p; returns where it stopped (the number may
@@ -1151,8 +1211,8 @@ static const unsigned char *scan_utf8(sanitize *h, const unsigned char *p,
 
 /* Skips plain string bytes: everything but controls, '"', '\\' and
  * non-ASCII. */
-static const unsigned char *skip_plain(const unsigned char *p,
-                                       const unsigned char *end)
+static inline __attribute__((always_inline)) const unsigned char *
+skip_plain(const unsigned char *p, const unsigned char *end)
 {
 #if defined(__SSE2__)
     const __m128i quote = _mm_set1_epi8('"');
@@ -1179,7 +1239,8 @@ static const unsigned char *skip_plain(const unsigned char *p,
 
 /* Length of an escape at p that stays exactly as it is and lies whole in
  * the chunk (a pair of surrogates counts as one), or 0. */
-static size_t plain_escape(const unsigned char *p, const unsigned char *end)
+static inline __attribute__((always_inline)) size_t
+plain_escape(const unsigned char *p, const unsigned char *end)
 {
     if (end - p >= 2 && p[1] != 'u') {
         return escape_ok[p[1]] ? 2 : 0;
@@ -1221,7 +1282,11 @@ static const unsigned char *scan_string(sanitize *h, const unsigned char *p,
         if (c == '\\') {
             size_t n = h->hi_pending ? 0 : plain_escape(p, end);
             if (n > 0) {
-                p += n;
+                /* Text written with ensure_ascii is runs of \uXXXX. */
+                do {
+                    p += n;
+                } while (p < end && *p == '\\' &&
+                         (n = plain_escape(p, end)) > 0);
                 continue;
             }
             tok_begin(h, p);
@@ -1423,9 +1488,34 @@ static const unsigned char *scan_value(sanitize *h, const unsigned char *p,
             }
             string_begin(h, p, false);
             return p + 1;
-        case V_NUMBER:
+        case V_NUMBER: {
             if (value_begins(h) != 0) {
                 return misplaced(h, p);
+            }
+            const unsigned char *q = plain_number(p, end);
+            if (q != NULL) {
+                scalar_done(h, SANITIZE_TYPE_NUMBER);
+                /* Arrays of numbers (embeddings) are most of a checkpoint:
+                 * go on through ", number" without the dispatch above. An
+                 * element of an array is never an envelope field. */
+                top = top_frame(h);
+                while (top != NULL && !top->is_map && *q == ',') {
+                    const unsigned char *r = q + 1;
+                    while (r < end && *r == ' ') {
+                        r++;
+                    }
+                    const unsigned char *n =
+                        r < end && value_class[*r] == V_NUMBER
+                            ? plain_number(r, end)
+                            : NULL;
+                    if (n == NULL) {
+                        break;
+                    }
+                    top->index++;
+                    q = n;
+                }
+                p = q;
+                continue;
             }
             number_begin(h, p);
             p = scan_number(h, c == '-' || c == '0' ? p + 1 : p, end);
@@ -1433,6 +1523,7 @@ static const unsigned char *scan_value(sanitize *h, const unsigned char *p,
                 return p;
             }
             continue;
+        }
         case V_WORD:
             if (value_begins(h) != 0) {
                 return misplaced(h, p);
@@ -1552,6 +1643,8 @@ void sanitize_reset(sanitize *h)
     h->cur_field = -1;
     memset(h->fields, 0, sizeof h->fields);
     h->root_type = SANITIZE_ABSENT;
+    h->member = 0;
+    h->key_repaired_member = UINT64_MAX;
     h->values = 0;
     memset(h->counts, 0, sizeof h->counts);
     h->paths.len = 0;
