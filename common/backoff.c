@@ -29,8 +29,8 @@ void ng_backoff_init(ng_backoff *b, uint64_t base_ms, uint64_t cap_ms,
     if (rand == NULL) {
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);
-        b->state = ((uint64_t)ts.tv_sec * 1000000007u) ^
-                   (uint64_t)ts.tv_nsec ^ ((uint64_t)getpid() << 32);
+        b->state = ((uint64_t)ts.tv_sec * 1000000007u) ^ (uint64_t)ts.tv_nsec ^
+                   ((uint64_t)getpid() << 32);
         if (b->state == 0) {
             b->state = UINT64_C(0x9E3779B97F4A7C15);
         }

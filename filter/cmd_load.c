@@ -693,57 +693,116 @@ static int prepare(pipeline *p, block *b, uint64_t line, const char *text,
            put_text(&b->data, env.metadata, env.metadata_len, &it->md_off);
 }
 
-/* Reads one input into blocks. Returns 0, -1 when the writer stopped, or
- * an exit status. */
-static int read_file(pipeline *p, const char *name, block **bp, uint64_t *line,
-                     char **buf, size_t *cap)
+/* Hands the block over (when it is not empty) and starts a new one.
+ * Returns 0, -1 when the writer stopped, or an exit status. */
+static int hand_over(pipeline *p, block **bp)
 {
-    FILE *f = strcmp(name, "-") == 0 ? stdin : fopen(name, "rb");
-    const char *label = f == stdin ? "<stdin>" : name;
-    if (f == NULL) {
+    if ((*bp)->n == 0) {
+        return 0;
+    }
+    if (push(p, *bp) != 0) {
+        return -1;
+    }
+    *bp = take_free(p);
+    if (*bp == NULL) {
+        fprintf(stderr, "nanguard load: out of memory\n");
+        return EX_SOFTWARE;
+    }
+    return 0;
+}
+
+/* The reader's input buffer: lines are found in buf[start..end). */
+typedef struct {
+    char *buf;
+    size_t cap;
+    size_t start;
+    size_t end;
+} linebuf;
+
+#define READ_CHUNK (1024 * 1024)
+
+/* Reads one input into blocks. Lines of any length are read whole. Before
+ * a read that may wait (a pipe), the lines prepared so far are handed
+ * over, so a slow input does not hold rows back. Returns 0, -1 when the
+ * writer stopped, or an exit status. */
+static int read_file(pipeline *p, const char *name, block **bp, uint64_t *line,
+                     linebuf *lb)
+{
+    int fd = strcmp(name, "-") == 0 ? STDIN_FILENO : open(name, O_RDONLY);
+    const char *label = fd == STDIN_FILENO ? "<stdin>" : name;
+    if (fd < 0) {
         fprintf(stderr, "nanguard load: %s: %s\n", name, strerror(errno));
         return EX_IOERR;
     }
+    lb->start = lb->end = 0;
+    size_t scanned = 0; /* bytes after start known to hold no newline */
+    bool eof = false;
     int rc = 0;
-    ssize_t n;
-    errno = 0;
-    while (rc == 0 && (n = getline(buf, cap, f)) >= 0) {
-        size_t len = (size_t)n;
-        uint64_t no = ++*line;
-        if (len > 0 && (*buf)[len - 1] == '\n') {
-            len--;
-        }
-        if (no < p->start_line || blank(*buf, len)) {
+    while (rc == 0) {
+        size_t unseen = lb->end - lb->start - scanned;
+        char *nl = unseen > 0
+                       ? memchr(lb->buf + lb->start + scanned, '\n', unseen)
+                       : NULL;
+        if (nl == NULL && !eof) {
+            scanned = lb->end - lb->start;
+            /* Make room: move the partial line to the front, then grow. */
+            if (lb->start > 0) {
+                memmove(lb->buf, lb->buf + lb->start, lb->end - lb->start);
+                lb->end -= lb->start;
+                lb->start = 0;
+            }
+            if (lb->cap - lb->end < READ_CHUNK) {
+                size_t cap = lb->cap ? lb->cap * 2 : 2 * READ_CHUNK;
+                char *buf = cap > lb->cap ? realloc(lb->buf, cap) : NULL;
+                if (buf == NULL) {
+                    fprintf(stderr, "nanguard load: out of memory\n");
+                    rc = EX_SOFTWARE;
+                    break;
+                }
+                lb->buf = buf;
+                lb->cap = cap;
+            }
+            rc = hand_over(p, bp);
+            if (rc != 0) {
+                break;
+            }
+            ssize_t n = read(fd, lb->buf + lb->end, lb->cap - lb->end);
+            if (n < 0 && errno == EINTR) {
+                continue;
+            }
+            if (n < 0) {
+                fprintf(stderr, "nanguard load: %s: %s\n", label,
+                        strerror(errno));
+                rc = EX_IOERR;
+                break;
+            }
+            eof = n == 0;
+            lb->end += (size_t)n;
             continue;
         }
-        if (prepare(p, *bp, no, *buf, len) != 0) {
+        if (nl == NULL && lb->start == lb->end) {
+            break; /* the end, after a final newline */
+        }
+        /* A line: up to the newline, or the rest at the end. */
+        char *text = lb->buf + lb->start;
+        size_t len = nl ? (size_t)(nl - text) : lb->end - lb->start;
+        lb->start += len + (nl != NULL);
+        scanned = 0;
+        uint64_t no = ++*line;
+        if (no < p->start_line || blank(text, len)) {
+            continue;
+        }
+        if (prepare(p, *bp, no, text, len) != 0) {
             fprintf(stderr, "nanguard load: out of memory\n");
             rc = EX_SOFTWARE;
             break;
         }
         if ((*bp)->n >= BLOCK_ROWS || (*bp)->data.len >= BLOCK_BYTES) {
-            if (push(p, *bp) != 0) {
-                rc = -1;
-                break;
-            }
-            *bp = take_free(p);
-            if (*bp == NULL) {
-                fprintf(stderr, "nanguard load: out of memory\n");
-                rc = EX_SOFTWARE;
-            }
+            rc = hand_over(p, bp);
         }
-        errno = 0;
     }
-    if (rc == 0 && ferror(f)) {
-        fprintf(stderr, "nanguard load: %s: %s\n", label,
-                errno ? strerror(errno) : "read error");
-        rc = EX_IOERR;
-    } else if (rc == 0 && errno == ENOMEM) {
-        fprintf(stderr, "nanguard load: out of memory\n");
-        rc = EX_SOFTWARE;
-    }
-    if (f != stdin) {
-        fclose(f);
+    if (fd != STDIN_FILENO) {
+        close(fd);
     }
     return rc;
 }
@@ -752,17 +811,16 @@ static void *reader_main(void *arg)
 {
     pipeline *p = arg;
     block *b = take_free(p);
-    char *buf = NULL;
-    size_t cap = 0;
+    linebuf lb = {0};
     uint64_t line = 0;
     int rc = b == NULL ? EX_SOFTWARE : 0;
     if (rc == 0 && p->nfiles == 0) {
-        rc = read_file(p, "-", &b, &line, &buf, &cap);
+        rc = read_file(p, "-", &b, &line, &lb);
     }
     for (int i = 0; i < p->nfiles && rc == 0; i++) {
-        rc = read_file(p, p->files[i], &b, &line, &buf, &cap);
+        rc = read_file(p, p->files[i], &b, &line, &lb);
     }
-    free(buf);
+    free(lb.buf);
     if (b == NULL) {
         b = calloc(1, sizeof *b); /* the end must reach the writer */
     }

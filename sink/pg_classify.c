@@ -186,21 +186,20 @@ typedef struct {
 } code_hint;
 
 static const code_hint hints[] = {
-    {"42P01", "the table does not exist: create it (nanguard load "
-              "--create-table creates LangGraph's checkpoints table) or "
-              "name the right one (--table SCHEMA.NAME)"},
-    {"3F000", "the schema does not exist: create it or name the right "
-              "table (--table SCHEMA.NAME)"},
-    {"42703", "the table lacks a column nanguard writes (thread_id, "
+    {"42P01", "create the table (nanguard load --create-table creates "
+              "LangGraph's checkpoints table) or name the right one "
+              "(--table SCHEMA.NAME)"},
+    {"3F000", "create the schema, or name the right table (--table "
+              "SCHEMA.NAME)"},
+    {"42703", "use LangGraph's checkpoints table (thread_id, "
               "checkpoint_ns, checkpoint_id, parent_checkpoint_id, type, "
-              "checkpoint, metadata): use LangGraph's checkpoints table; "
-              "nanguard never alters a table"},
-    {"42501", "the user lacks a privilege: GRANT SELECT, INSERT (and "
-              "UPDATE for --on-conflict update) ON the table TO the user"},
-    {"42P10", "the table has no primary key or unique index on "
-              "(thread_id, checkpoint_ns, checkpoint_id): add one"},
-    {"42804", "a column of the table has another type than LangGraph's "
-              "(text keys, jsonb checkpoint and metadata)"},
+              "checkpoint, metadata); nanguard never alters a table"},
+    {"42501", "GRANT SELECT, INSERT (and UPDATE for --on-conflict update) "
+              "ON the table TO the user"},
+    {"42P10", "give the table a primary key or unique index on "
+              "(thread_id, checkpoint_ns, checkpoint_id)"},
+    {"42804", "give the columns LangGraph's types (text keys, jsonb "
+              "checkpoint and metadata)"},
     {"28P01", "check the password (password= in the connection string, "
               "PGPASSWORD or ~/.pgpass) and the user name"},
     {"28000", "check the user name and the server's pg_hba.conf"},
@@ -217,10 +216,10 @@ const char *pg_classify_hint(const char *sqlstate)
             }
         }
         if (strncmp(sqlstate, "42", 2) == 0) {
-            return "the table or the user's privileges are not what "
-                   "nanguard needs: see the server's message";
+            return "make the table and the user's privileges what nanguard "
+                   "needs (see the server's message)";
         }
     }
-    return "see the server's message; nothing is dead-lettered until it is "
-           "fixed";
+    return "fix what the server's message names; nothing is dead-lettered "
+           "meanwhile";
 }

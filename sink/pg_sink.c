@@ -90,8 +90,8 @@ struct pg_sink {
 
     /* connection */
     PGconn *conn;
-    bool ready; /* table checked and staging created on this connection */
-    ng_buf sql_copy;     /* BEGIN; COPY staging FROM STDIN */
+    bool ready;      /* table checked and staging created on this connection */
+    ng_buf sql_copy; /* BEGIN; COPY staging FROM STDIN */
     ng_buf sql_re_copy;  /* ROLLBACK; BEGIN; COPY ... */
     ng_buf sql_insert;   /* WITH ins AS (INSERT ...) SELECT n ...; COMMIT */
     char compression[8]; /* of the checkpoint column */
@@ -190,8 +190,8 @@ pg_sink *pg_sink_new(const pg_sink_options *opts, ng_error *err)
         }
         PQconninfoFree(parsed);
     }
-    const char *table = opts->table && opts->table[0] ? opts->table
-                                                      : PG_SINK_DEFAULT_TABLE;
+    const char *table =
+        opts->table && opts->table[0] ? opts->table : PG_SINK_DEFAULT_TABLE;
     pg_sink *s = calloc(1, sizeof *s);
     if (s == NULL) {
         ng_error_set(err, NG_ERR_TRANSIENT, "out_of_memory", "out of memory");
@@ -235,10 +235,10 @@ pg_sink *pg_sink_new(const pg_sink_options *opts, ng_error *err)
     }
     s->on_conflict = opts->on_conflict;
     s->create_table = opts->create_table != 0;
-    s->batch_rows = opts->batch_rows ? opts->batch_rows
-                                     : PG_SINK_DEFAULT_BATCH_ROWS;
-    s->batch_bytes = opts->batch_bytes ? opts->batch_bytes
-                                       : PG_SINK_DEFAULT_BATCH_BYTES;
+    s->batch_rows =
+        opts->batch_rows ? opts->batch_rows : PG_SINK_DEFAULT_BATCH_ROWS;
+    s->batch_bytes =
+        opts->batch_bytes ? opts->batch_bytes : PG_SINK_DEFAULT_BATCH_BYTES;
     s->batch_ms = opts->batch_ms ? opts->batch_ms : PG_SINK_DEFAULT_BATCH_MS;
     s->connect_timeout_s = opts->connect_timeout_s
                                ? opts->connect_timeout_s
@@ -370,7 +370,8 @@ static int fail_result(pg_sink *s, PGresult *res, ng_error *err,
 {
     const char *sqlstate =
         res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
-    if (res == NULL || sqlstate == NULL || PQstatus(s->conn) == CONNECTION_BAD) {
+    if (res == NULL || sqlstate == NULL ||
+        PQstatus(s->conn) == CONNECTION_BAD) {
         PQclear(res);
         return fail_connection(s, err, doing);
     }
@@ -380,13 +381,13 @@ static int fail_result(pg_sink *s, PGresult *res, ng_error *err,
     char code[16];
     snprintf(code, sizeof code, "pg_%s", sqlstate);
     if (klass == NG_ERR_CONFIG) {
-        ng_error_set(err, klass, code, "PostgreSQL refused %s (%s): %s; %s",
-                     doing, sqlstate, msg, pg_classify_hint(sqlstate));
+        ng_error_set(err, klass, code,
+                     "%s failed (SQLSTATE %s): %s; to fix: %s", doing, sqlstate,
+                     msg, pg_classify_hint(sqlstate));
     } else {
         /* a data error in our own statements is not a row's fault either */
         ng_error_set(err, klass == NG_ERR_PERMANENT ? NG_ERR_CONFIG : klass,
-                     code, "PostgreSQL failed %s (%s): %s", doing, sqlstate,
-                     msg);
+                     code, "%s failed (SQLSTATE %s): %s", doing, sqlstate, msg);
     }
     set_sqlstate(err, sqlstate);
     PQclear(res);
@@ -471,11 +472,11 @@ static int create_target(pg_sink *s, const char *qtable, ng_error *err)
 {
     bool lz4 = false;
     if (PQserverVersion(s->conn) >= 140000) {
-        PGresult *res = setup_exec(
-            s,
-            "SELECT 1 FROM pg_settings WHERE name = "
-            "'default_toast_compression' AND 'lz4' = ANY(enumvals)",
-            0, NULL, err, "checking for lz4");
+        PGresult *res =
+            setup_exec(s,
+                       "SELECT 1 FROM pg_settings WHERE name = "
+                       "'default_toast_compression' AND 'lz4' = ANY(enumvals)",
+                       0, NULL, err, "checking for lz4");
         if (res == NULL) {
             return -1;
         }
@@ -510,8 +511,8 @@ static int create_target(pg_sink *s, const char *qtable, ng_error *err)
         return -1;
     }
     PQclear(res);
-    ng_log(NG_LOG_INFO, "created table", "table", s->table_label,
-           "compression", lz4 ? "lz4" : "default", NULL);
+    ng_log(NG_LOG_INFO, "created table", "table", s->table_label, "compression",
+           lz4 ? "lz4" : "default", NULL);
     return 0;
 }
 
@@ -564,7 +565,7 @@ static int setup(pg_sink *s, ng_error *err)
     }
     if (oid[0] == '\0') {
         ng_error_set(err, NG_ERR_CONFIG, "pg_42P01",
-                     "table %s does not exist; %s", s->table_label,
+                     "table %s does not exist; to fix: %s", s->table_label,
                      pg_classify_hint("42P01"));
         set_sqlstate(err, "42P01");
         goto err;
@@ -616,7 +617,7 @@ static int setup(pg_sink *s, ng_error *err)
     res = NULL;
     if (missing[0] != '\0') {
         ng_error_set(err, NG_ERR_CONFIG, "pg_42703",
-                     "table %s lacks column(s) %s; %s", s->table_label,
+                     "table %s lacks column(s) %s; to fix: %s", s->table_label,
                      missing, pg_classify_hint("42703"));
         set_sqlstate(err, "42703");
         goto err;
@@ -638,7 +639,7 @@ static int setup(pg_sink *s, ng_error *err)
     if (!can_insert || !can_select ||
         (!can_update && s->on_conflict == PG_SINK_ON_CONFLICT_UPDATE)) {
         ng_error_set(err, NG_ERR_CONFIG, "pg_42501",
-                     "the user %s may not %s table %s; %s",
+                     "the user %s may not %s table %s; to fix: %s",
                      PQuser(s->conn) ? PQuser(s->conn) : "?",
                      !can_insert   ? "INSERT into"
                      : !can_select ? "SELECT from"
@@ -676,16 +677,16 @@ static int setup(pg_sink *s, ng_error *err)
     ng_buf_clear(&s->sql_copy);
     ng_buf_clear(&s->sql_re_copy);
     ng_buf_clear(&s->sql_insert);
-    const char *copy = "BEGIN; COPY " STAGING " (n, " COLUMNS
-                       ") FROM STDIN (FORMAT binary)";
+    const char *copy =
+        "BEGIN; COPY " STAGING " (n, " COLUMNS ") FROM STDIN (FORMAT binary)";
     int rc = ng_buf_append_str(&s->sql_copy, copy, strlen(copy)) ||
              append_str(&s->sql_re_copy, "ROLLBACK; ") ||
              ng_buf_append_str(&s->sql_re_copy, copy, strlen(copy)) ||
              append_str(&s->sql_insert, "WITH ins AS (INSERT INTO ") ||
              append_str(&s->sql_insert, qt.data) ||
-             append_str(&s->sql_insert, " (" COLUMNS ") SELECT " COLUMNS
-                                        " FROM " STAGING
-                                        " ON CONFLICT (" KEY_COLUMNS ") ") ||
+             append_str(&s->sql_insert,
+                        " (" COLUMNS ") SELECT " COLUMNS " FROM " STAGING
+                        " ON CONFLICT (" KEY_COLUMNS ") ") ||
              append_str(&s->sql_insert,
                         s->on_conflict == PG_SINK_ON_CONFLICT_UPDATE
                             ? "DO UPDATE SET checkpoint = EXCLUDED.checkpoint, "
@@ -767,8 +768,8 @@ int pg_sink_connect(pg_sink *s, ng_error *err)
             char code[16];
             snprintf(code, sizeof code, "pg_%s",
                      sqlstate[0] ? sqlstate : "connection");
-            ng_error_set(err, k, code, "cannot connect to PostgreSQL: %s; %s",
-                         msg, hint);
+            ng_error_set(err, k, code, "cannot connect to PostgreSQL: %s; %s%s",
+                         msg, k == NG_ERR_CONFIG ? "to fix: " : "", hint);
             set_sqlstate(err, sqlstate);
             return -1;
         }
@@ -887,22 +888,22 @@ int pg_sink_add(pg_sink *s, const envelope *env, uint64_t tag, ng_error *err)
                            env->checkpoint_id, env->parent_checkpoint_id,
                            env->type};
     size_t len[5];
+    /* Field count, row number, five lengths, two lengths + version bytes;
+     * then the values, added one at a time so the sum cannot overflow
+     * (each is checked against the 1 GB PostgreSQL takes for a row). */
     size_t need = 2 + 8 + 5 * 4 + 2 * 5;
-    for (int i = 0; i < 5; i++) {
-        len[i] = text[i] ? strlen(text[i]) : 0;
-        if (len[i] > MAX_FIELD) {
+    for (int i = 0; i < 7; i++) {
+        size_t n = i < 5    ? (len[i] = text[i] ? strlen(text[i]) : 0)
+                   : i == 5 ? env->checkpoint_len
+                            : env->metadata_len;
+        if (n > MAX_FIELD || need + n > MAX_FIELD) {
             return ng_error_set(err, NG_ERR_PERMANENT, "too_large",
-                                "field '%s' is longer than PostgreSQL takes",
+                                "the row is larger than PostgreSQL takes "
+                                "(1 GB, at field '%s')",
                                 column_names[i]);
         }
-        need += len[i];
+        need += n;
     }
-    if (env->checkpoint_len > MAX_FIELD || env->metadata_len > MAX_FIELD) {
-        return ng_error_set(err, NG_ERR_PERMANENT, "too_large",
-                            "checkpoint or metadata is longer than "
-                            "PostgreSQL takes (1 GB)");
-    }
-    need += env->checkpoint_len + env->metadata_len;
     if (s->nrows >= (size_t)INT32_MAX) {
         return ng_error_set(err, NG_ERR_TRANSIENT, "batch_full",
                             "the batch is full: flush it first");
@@ -994,8 +995,8 @@ static void round_trip(pg_sink *s)
 
 /* A statement of an attempt failed: a bad row, or a failure of the whole
  * attempt. Takes res (NULL when the connection broke). */
-static attempt_status statement_failed(pg_sink *s, PGresult *res,
-                                       ng_error *err, const char *doing)
+static attempt_status statement_failed(pg_sink *s, PGresult *res, ng_error *err,
+                                       const char *doing)
 {
     const char *sqlstate =
         res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
@@ -1054,7 +1055,9 @@ static attempt_status attempt(pg_sink *s, const size_t *idx, size_t k,
     bool copy_in = false;
     PGresult *bad = drain(conn, &copy_in);
     if (!copy_in) {
-        return statement_failed(s, bad, err, "starting the COPY");
+        /* No row has been sent yet: whatever this is, it is no row's. */
+        fail_result(s, bad, err, "starting the COPY");
+        return ATTEMPT_FAILED;
     }
 
     round_trip(s);
@@ -1063,8 +1066,8 @@ static attempt_status attempt(pg_sink *s, const size_t *idx, size_t k,
         const row *r = &s->rows[idx[i]];
         size_t start = r->off, end = r->off + r->len;
         /* Rows side by side in the buffer go in one piece. */
-        for (i++; i < k && s->rows[idx[i]].off == end &&
-                  end - start < SEND_CHUNK;
+        for (i++;
+             i < k && s->rows[idx[i]].off == end && end - start < SEND_CHUNK;
              i++) {
             end += s->rows[idx[i]].len;
         }

@@ -95,8 +95,8 @@ typedef struct {
 
 /* Counters since pg_sink_new, for tests and metrics. */
 typedef struct {
-    uint64_t batches;            /* flushes that completed */
-    uint64_t rows_stored;        /* outcomes, by kind */
+    uint64_t batches;     /* flushes that completed */
+    uint64_t rows_stored; /* outcomes, by kind */
     uint64_t rows_duplicate;
     uint64_t rows_rejected;
     uint64_t round_trips;        /* request/response exchanges, all */
