@@ -1767,6 +1767,14 @@ sanitize_status sanitize_finish(sanitize *h)
         return fail(h, SANITIZE_EMALFORMED, h->chunk_off,
                     "empty input: no JSON value");
     }
+    if (h->nframes > 0) {
+        char msg[96];
+        snprintf(msg, sizeof msg,
+                 "unexpected end of input: %zu object(s) or array(s) not "
+                 "closed",
+                 h->nframes);
+        return fail(h, SANITIZE_EMALFORMED, h->chunk_off, msg);
+    }
     yajl_status st = yajl_complete_parse(h->yajl);
     if (st != yajl_status_ok) {
         fail_from_yajl(h, h->chunk_off);

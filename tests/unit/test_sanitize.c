@@ -308,7 +308,7 @@ static const struct bad_case bad[] = {
     {"[1true]", 0, SANITIZE_EMALFORMED, 2, "after a value"},
     {"1-1", 0, SANITIZE_EMALFORMED, 1, "after a value"},
     {"{\"a\":1}}", 0, SANITIZE_EMALFORMED, 7, "garbage"},
-    {"[1, 2", 0, SANITIZE_EMALFORMED, 5, "premature"},
+    {"[1, 2", 0, SANITIZE_EMALFORMED, 5, "end of input: 1 object(s)"},
     {"{\"a\":1} 2", 0, SANITIZE_EMALFORMED, 8, "garbage"},
     {"truefalse", 0, SANITIZE_EMALFORMED, 0, "literal"},
     {"[NaN1]", 0, SANITIZE_EMALFORMED, 4, "expect"},
