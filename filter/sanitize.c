@@ -154,7 +154,8 @@ struct sanitize {
     sanitize_type root_type;
     sanitize_field fields[SANITIZE_FIELD_COUNT];
     ng_buf field_str[SANITIZE_FIELD_COUNT];
-    ng_buf raw; /* a field string, or a key to decode */
+    ng_buf raw;      /* a field string, or a key to decode */
+    ng_buf path_key; /* a key decoded for a path */
 
     /* report */
     uint64_t member;              /* object members seen (keys read) */
@@ -507,22 +508,21 @@ static int record_path(sanitize *h)
             }
             continue;
         }
-        ng_buf key = {0};
+        ng_buf *key = &h->path_key;
+        ng_buf_clear(key);
         if (f->key_len > 0 &&
             json_decode_repaired((const unsigned char *)h->keys.data +
                                      f->key_start,
-                                 f->key_len, &key) != 0) {
-            ng_buf_free(&key);
+                                 f->key_len, key) != 0) {
             return -1;
         }
         int rc = 0;
-        for (size_t j = 0; j < key.len && rc == 0; j++) {
-            char c = key.data[j];
+        for (size_t j = 0; j < key->len && rc == 0; j++) {
+            char c = key->data[j];
             rc = c == '~'   ? ng_buf_append(&h->paths, "~0", 2)
                  : c == '/' ? ng_buf_append(&h->paths, "~1", 2)
                             : ng_buf_putc(&h->paths, c);
         }
-        ng_buf_free(&key);
         if (rc != 0) {
             return -1;
         }
@@ -1591,6 +1591,7 @@ void sanitize_free(sanitize *h)
     ng_buf_free(&h->tokbuf);
     ng_buf_free(&h->keys);
     ng_buf_free(&h->raw);
+    ng_buf_free(&h->path_key);
     ng_buf_free(&h->paths);
     for (int i = 0; i < SANITIZE_FIELD_COUNT; i++) {
         ng_buf_free(&h->field_str[i]);
