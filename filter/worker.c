@@ -122,6 +122,7 @@ struct worker {
 
     struct slot *slots;
     size_t nslots, cap;
+    size_t nretry; /* slots in SLOT_RETRY */
     size_t *free_list;
     size_t nfree;
 
@@ -226,6 +227,7 @@ static void slot_release(worker *w, struct slot *s, bool finished)
     free(s->thread_id);
     free(s->checkpoint_id);
     free(s->checkpoint_ns);
+    w->nretry -= s->state == SLOT_RETRY;
     s->state = SLOT_FREE;
     w->free_list[w->nfree++] = (size_t)(s - w->slots);
 }
@@ -237,6 +239,7 @@ static void send_dead_letter(worker *w, struct slot *s);
 
 static void retry_later(worker *w, struct slot *s, bool notify, const char *why)
 {
+    w->nretry += s->state != SLOT_RETRY;
     s->state = SLOT_RETRY;
     s->notify_due = notify;
     s->retry_at = now_ms() + ng_backoff_next(&w->produce_backoff);
@@ -264,6 +267,7 @@ static void send_notification(worker *w, struct slot *s)
         retry_later(w, s, true, "out of memory");
         return;
     }
+    w->nretry -= s->state == SLOT_RETRY;
     s->state = SLOT_NOTIFY;
     if (outcome_notify(w->out, s->thread_id, w->scratch.data, w->scratch.len,
                        slot_tag(w, s), &err) != 0) {
@@ -290,6 +294,7 @@ static void send_dead_letter(worker *w, struct slot *s)
         .attempts = s->attempts,
     };
     ng_error err;
+    w->nretry -= s->state == SLOT_RETRY;
     s->state = SLOT_DLQ;
     if (outcome_dead_letter(w->out, &req, slot_tag(w, s), &err) != 0) {
         retry_later(w, s, false, err.message);
@@ -340,7 +345,7 @@ static void on_ack(void *ctx, uint64_t tag, rd_kafka_resp_err_t err,
 
 static void retry_due(worker *w, uint64_t now)
 {
-    for (size_t i = 0; i < w->nslots; i++) {
+    for (size_t i = 0; i < w->nslots && w->nretry > 0; i++) {
         struct slot *s = &w->slots[i];
         if (s->state == SLOT_RETRY && s->retry_at <= now) {
             if (s->notify_due) {

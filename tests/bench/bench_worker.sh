@@ -72,20 +72,53 @@ wait_rows() {
 }
 
 run_workers() { # table count
-    local table=$1 n=$2 t0
+    local table=$1 n=$2
     reset_table "$table"
     psql "$pg" -qc "CREATE TABLE $table (LIKE t_template INCLUDING ALL)" >/dev/null
     pids=()
-    t0=$(now)
     for i in $(seq 1 "$n"); do
         "$bin" worker --brokers "$brokers" --topic "$topic" \
             --group "g-$table" --pg "$pg" --table "$table" \
-            --stats-interval-ms 0 2>"$out/$table-$i.log" &
+            --stats-interval-ms 50 2>"$out/$table-$i.log" &
         pids+=($!)
     done
-    wait_rows "$table" "$t0"
+    wait_rows "$table" "$(now)" >/dev/null
+    sleep 0.2
     for p in "${pids[@]}"; do kill -TERM "$p"; wait "$p" || true; done
     pids=()
+    # Throughput, not start-up (joining the group takes seconds): from the
+    # workers' own progress lines, the rate between the moment every worker
+    # holds its partitions and the moment the last row is stored, as the
+    # time the whole corpus takes at that rate.
+    python3 - "$lines" "$out/$table"-*.log <<'PY'
+import datetime, json, sys
+lines = int(sys.argv[1])
+def ts(s):
+    return datetime.datetime.strptime(s, "%Y-%m-%dT%H:%M:%S.%fZ").timestamp()
+events, assigned = [], []
+for i, path in enumerate(sys.argv[2:]):
+    first = None
+    for line in open(path):
+        if not line.startswith("{"):
+            continue
+        e = json.loads(line)
+        if e["msg"] == "partitions assigned" and first is None:
+            first = ts(e["ts"])
+        if e["msg"] in ("progress", "stopped"):
+            events.append((ts(e["ts"]), i, e["stored"]))
+    assigned.append(first)
+start = max(assigned)
+latest, at_start, done = {}, None, None
+for t, i, stored in sorted(events):
+    if t >= start and at_start is None:
+        at_start = sum(latest.values())
+    latest[i] = stored
+    if sum(latest.values()) >= lines:
+        done = t
+        break
+at_start = at_start or 0
+print("%.2f" % ((done - start) * lines / max(1, lines - at_start)))
+PY
 }
 
 # The table as nanguard creates it (lz4 where available), as a template.
