@@ -33,7 +33,9 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
     int cooperative =
         strcmp(rd_kafka_rebalance_protocol(rk), "COOPERATIVE") == 0;
     if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
-        log_parts("partitions assigned", parts);
+        if (parts->cnt > 0) {
+            log_parts("partitions assigned", parts);
+        }
         if (cooperative) {
             rd_kafka_error_t *e = rd_kafka_incremental_assign(rk, parts);
             if (e != NULL) {
@@ -53,7 +55,9 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
         return;
     }
     int lost = rd_kafka_assignment_lost(rk);
-    log_parts(lost ? "partitions lost" : "partitions revoked", parts);
+    if (parts->cnt > 0) {
+        log_parts(lost ? "partitions lost" : "partitions revoked", parts);
+    }
     if (c->opts.on_revoke) {
         c->opts.on_revoke(c->opts.ctx, parts, lost);
     }

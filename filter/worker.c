@@ -765,12 +765,26 @@ static int conf_set(rd_kafka_conf_t *conf, const char *k, const char *v,
     return 0;
 }
 
+/* librdkafka's own log lines, as JSON lines like ours. Called from
+ * librdkafka's threads: ng_log writes each line in one call. */
+static void kafka_log(const rd_kafka_t *rk, int level, const char *fac,
+                      const char *buf)
+{
+    (void)rk;
+    ng_log_level l = level <= 3   ? NG_LOG_ERROR
+                     : level <= 5 ? NG_LOG_WARN
+                     : level <= 6 ? NG_LOG_INFO
+                                  : NG_LOG_DEBUG;
+    ng_log(l, buf, "source", "librdkafka", "facility", fac, NULL);
+}
+
 /* A librdkafka configuration: ours, then the user's -X / kafka.* over it.
  * Producer-only and consumer-only properties go to their side only. */
 static rd_kafka_conf_t *kafka_conf(const ng_config *cfg, bool consumer_side,
                                    ng_error *err)
 {
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    rd_kafka_conf_set_log_cb(conf, kafka_log);
     char errstr[256];
     if (conf_set(conf, "bootstrap.servers", ng_config_get(cfg, "brokers"),
                  err) ||
@@ -1002,7 +1016,12 @@ int worker_run(worker *w, volatile sig_atomic_t *stop)
            "dead_letter_topic", w->dlq_topic, NULL);
     w->last_stats = now_ms();
     while (!*stop) {
-        int timeout = pg_sink_pending(w->sink) > 0 ? 10 : 100;
+        /* Short polls while work is open, so delivery reports (served
+         * after the consumer poll) and batches are not held up. */
+        int timeout = pg_sink_pending(w->sink) > 0 ||
+                              outcome_in_flight(w->out) > 0 || w->nretry > 0
+                          ? 10
+                          : 100;
         rd_kafka_message_t *m = consumer_poll(w->cons, timeout);
         if (m != NULL) {
             if (w->blocked) {
