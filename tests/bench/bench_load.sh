@@ -12,8 +12,9 @@
 #          table settings (lz4, or pglz) as the nanguard run it is
 #          compared with.
 #
-# Goals: nanguard with its defaults (--create-table: lz4) at least 4x the
-# seed's way, and at least 0.85x the limit with equal table settings.
+# Goals: nanguard with its defaults (--create-table: lz4; --jobs 2, with
+# --jobs 1 shown next to it) at least 4x the seed's way, and at least
+# 0.85x the limit with equal table settings.
 # One run of each. Not a ctest: it takes a few minutes and ~400 MB of disk.
 #
 #   tests/bench/bench_load.sh
@@ -181,8 +182,10 @@ measure() {
     secs[seed]=$(awk '{print $4}' <<<"$out")
     check_count seed
     log "seed: ${secs[seed]} s"
-    log "nanguard load, defaults (--create-table: lz4)"
+    log "nanguard load, defaults (--create-table: lz4, --jobs 2)"
     run_nanguard nanguard_lz4 none --create-table
+    log "nanguard load --jobs 1 (--create-table: lz4)"
+    run_nanguard nanguard_lz4_j1 none --create-table --jobs 1
     log "nanguard load into LangGraph's table (pglz)"
     run_nanguard nanguard_pglz ""
     log "limit: \\copy + INSERT ... ON CONFLICT, lz4"
@@ -196,7 +199,8 @@ measure() {
     echo "| method | table | seconds | rows/s | MB/s | peak RSS |"
     echo "|---|---|---:|---:|---:|---:|"
     row seed "seed: INSERT per row, autocommit" "LangGraph (pglz)" "-"
-    row nanguard_lz4 "nanguard load (defaults)" "created by nanguard (lz4)" "${rss[nanguard_lz4]} MB"
+    row nanguard_lz4 "nanguard load (defaults: --jobs 2)" "created by nanguard (lz4)" "${rss[nanguard_lz4]} MB"
+    row nanguard_lz4_j1 "nanguard load --jobs 1" "created by nanguard (lz4)" "${rss[nanguard_lz4_j1]} MB"
     row nanguard_pglz "nanguard load" "LangGraph (pglz)" "${rss[nanguard_pglz]} MB"
     row limit_lz4 "limit: \\copy + INSERT ON CONFLICT" "lz4" "-"
     row limit_pglz "limit: \\copy + INSERT ON CONFLICT" "LangGraph (pglz)" "-"
@@ -204,6 +208,8 @@ measure() {
     printf '| comparison | ratio | goal |\n|---|---:|---:|\n'
     printf '| nanguard (defaults) / seed | %.2fx | >= 4x |\n' \
         "$(ratio "${secs[seed]}" "${secs[nanguard_lz4]}")"
+    printf '| nanguard --jobs 1 / seed | %.2fx | |\n' \
+        "$(ratio "${secs[seed]}" "${secs[nanguard_lz4_j1]}")"
     printf '| nanguard / limit, lz4 | %.2fx | >= 0.85x |\n' \
         "$(ratio "${secs[limit_lz4]}" "${secs[nanguard_lz4]}")"
     printf '| nanguard / limit, pglz | %.2fx | >= 0.85x |\n' \

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Benchmark: one `nanguard worker` from Kafka into PostgreSQL, against
-# `nanguard load` of the same data from a file (the same sink without
-# Kafka), kcat consuming the topic to /dev/null (the broker's own rate), and
+# `nanguard load --jobs 1` of the same data from a file (the same sink on
+# one connection, without Kafka), kcat consuming the topic to /dev/null (the broker's own rate), and
 # two workers in one group. One run, one corpus (≈100 MB of ≈20 KB
 # envelopes, 1% non-finite floats), the same servers, started here on
 # loopback. Prints a markdown table with ratios.
@@ -134,7 +134,7 @@ kcat_s=$(python3 -c "import sys, time; print('%.2f' % (time.time() - float(sys.a
 reset_table t_load
 psql "$pg" -qc "CREATE TABLE t_load (LIKE t_template INCLUDING ALL)" >/dev/null
 t0=$(now)
-"$bin" load --pg "$pg" --table t_load "$corpus" 2>"$out/load.log"
+"$bin" load --jobs 1 --pg "$pg" --table t_load "$corpus" 2>"$out/load.log"
 load_s=$(python3 -c "import sys, time; print('%.2f' % (time.time() - float(sys.argv[1])))" "$t0")
 
 one_s=$(run_workers t_one 1)
@@ -145,7 +145,7 @@ printf '\n%s, %s cores, %s messages, %.1f MB, %s partitions\n\n' \
     "$(date -u +%Y-%m-%d)" "$(nproc)" "$lines" "$mb" "$parts"
 printf '| what | seconds | messages/s | MB/s | ratio to load |\n|---|---|---|---|---|\n'
 for row in "kcat -C to /dev/null (broker)|$kcat_s" \
-    "nanguard load (file -> PostgreSQL)|$load_s" \
+    "nanguard load --jobs 1 (file -> PostgreSQL)|$load_s" \
     "nanguard worker x1 (Kafka -> PostgreSQL)|$one_s" \
     "nanguard worker x2, one group|$two_s"; do
     name=${row%|*}

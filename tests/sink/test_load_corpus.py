@@ -26,7 +26,9 @@ check(s.get("dead_lettered") == 0 and s.get("duplicates") == 0,
       "nothing dead-lettered, no duplicates")
 check(s.get("rewrites", 0) > 100, "summary counts the rewrites (%s)"
       % s.get("rewrites"))
-check(s.get("batches") == (n + 499) // 500, "batches of 500 rows")
+# Two jobs by default, each with batches of at most 500 of its rows.
+check((n + 499) // 500 <= s.get("batches", 0) <= (n + 499) // 500 + 1,
+      "batches of 500 rows per job (%s)" % s.get("batches"))
 check(count("corpus_cp") == n, "the table has one row per line")
 check(psql("SELECT count(*) FROM corpus_cp WHERE "
            "pg_column_compression(checkpoint) IS DISTINCT FROM 'lz4' "
@@ -109,7 +111,7 @@ h = subprocess.run([BIN, "load", "--help"], stdout=subprocess.PIPE)
 text = h.stdout.decode()
 opts = ["--pg", "--table", "--create-table", "--on-conflict", "--dead-letter",
         "--batch-rows", "--batch-bytes", "--retry-timeout", "--start-line",
-        "--max-message-bytes"]
+        "--max-message-bytes", "--jobs"]
 check(h.returncode == 0 and all(o in text for o in opts)
       and text.count("default") >= len(opts),
       "--help lists every option with its default")
