@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The main job, end to end on this machine: installs what is needed, builds
-# nanguard, starts a private PostgreSQL and a real Kafka broker on loopback,
+# nanguard, repairs the json.dumps example with `nanguard sanitize` (output
+# and report), then starts a private PostgreSQL and a real Kafka broker on loopback,
 # creates the topics, produces example checkpoints (the json.dumps NaN case
 # among them, plus a malformed message, a bad envelope and a row PostgreSQL
 # refuses), runs two workers in one consumer group, and prints what
@@ -33,6 +34,14 @@ cleanup() {
     bash "$root/deploy/local/pg.sh" stop "$dir/pg" >/dev/null 2>&1 || true
 }
 trap cleanup EXIT
+
+say "the sanitizer alone: nanguard sanitize --report on the json.dumps example"
+echo "input:"
+cat "$root/deploy/examples/checkpoint.json"
+echo "output:"
+"$bin" sanitize --report "$dir/report.json" "$root/deploy/examples/checkpoint.json"
+echo "report:"
+cat "$dir/report.json"
 
 say "starting PostgreSQL and Kafka on loopback"
 pg=$(bash "$root/deploy/local/pg.sh" start "$dir/pg" "$pg_port")
