@@ -15,6 +15,13 @@
  * While PostgreSQL is unavailable the worker pauses its partitions but
  * keeps polling (so the group keeps it), retries the batch with backoff,
  * and holds any message that still arrives until the batch is through.
+ *
+ * Batches are double-buffered: two sinks (two connections), one filled by
+ * this thread while a writer thread flushes the other, so that consuming
+ * and sanitizing go on while PostgreSQL writes. Only one batch is ever
+ * being written, in the order they were filled; a batch that failed is
+ * written again before any other. The writer thread touches only the sink
+ * it was handed; every slot, offset and outcome stays on this thread.
  */
 #define _POSIX_C_SOURCE 200809L
 #include "worker.h"
@@ -32,6 +39,7 @@
 #include "sink/outcome.h"
 #include "sink/pg_sink.h"
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -110,7 +118,21 @@ struct counters {
 struct worker {
     consumer *cons;
     outcome *out;
-    pg_sink *sink;
+    pg_sink *sinks[2];
+    int fill;  /* the sink rows are added to */
+    int retry; /* a sink whose flush failed: it goes next; -1 when none */
+    struct {
+        pthread_t th;
+        bool started;
+        pthread_mutex_t mu;
+        pthread_cond_t cv;
+        int job;   /* the sink being written, -1 when idle */
+        bool done; /* the writer finished job: rc and err hold the end */
+        bool quit;
+        int rc;
+        ng_error err;
+        bool busy; /* this thread's view: a job is out */
+    } wr;
     sanitize *san;
     offsets *offs;
     char *topic_list;
@@ -549,7 +571,7 @@ static void process(worker *w, rd_kafka_message_t *m)
     if (rewrites > 0 && w->notify_sanitized) {
         notify_sanitized(w, s);
     }
-    if (pg_sink_add(w->sink, &env, slot_tag(w, s), &why) != 0) {
+    if (pg_sink_add(w->sinks[w->fill], &env, slot_tag(w, s), &why) != 0) {
         if (why.klass == NG_ERR_PERMANENT) {
             dead_letter(w, s, "nanguard.TooLarge", &why);
         } else {
@@ -564,10 +586,10 @@ static void process(worker *w, rd_kafka_message_t *m)
 /* ------------------------------------------------------------------------
  * The batch
  */
-static void settle_results(worker *w)
+static void settle_results(worker *w, pg_sink *sink)
 {
-    for (size_t i = 0; i < pg_sink_result_count(w->sink); i++) {
-        const pg_row_result *r = pg_sink_result(w->sink, i);
+    for (size_t i = 0; i < pg_sink_result_count(sink); i++) {
+        const pg_row_result *r = pg_sink_result(sink, i);
         struct slot *s = slot_of_tag(w, r->tag);
         if (s == NULL) {
             continue;
@@ -589,7 +611,7 @@ static void settle_results(worker *w)
         }
         slot_release(w, s, true);
     }
-    pg_sink_results_clear(w->sink);
+    pg_sink_results_clear(sink);
 }
 
 static void unblock(worker *w)
@@ -609,18 +631,26 @@ static void unblock(worker *w)
     process_held(w);
 }
 
-/* Writes the batch; on failure pauses and schedules a retry. Returns 0
- * when the batch is through. */
-static int flush_batch(worker *w)
+static size_t pending_rows(const worker *w)
 {
-    ng_error err;
+    return pg_sink_pending(w->sinks[0]) + pg_sink_pending(w->sinks[1]);
+}
+
+/* What a flush of sink idx came to: settles its rows; on failure pauses
+ * and schedules a retry of that sink. Returns rc. */
+static int flush_result(worker *w, int idx, int rc, const ng_error *e)
+{
+    ng_error err = *e;
     uint64_t now = now_ms();
-    if (pg_sink_flush(w->sink, &err) == 0) {
-        settle_results(w);
+    settle_results(w, w->sinks[idx]); /* all, or those before a failure */
+    if (rc == 0) {
+        if (w->retry == idx) {
+            w->retry = -1;
+        }
         unblock(w);
         return 0;
     }
-    settle_results(w); /* rows settled before the failure */
+    w->retry = idx;
     for (size_t i = 0; i < w->nslots; i++) {
         if (w->slots[i].state == SLOT_BATCH) {
             w->slots[i].attempts++;
@@ -651,15 +681,132 @@ static int flush_batch(worker *w)
     return -1;
 }
 
-static bool batch_due(worker *w, uint64_t now)
+static void *writer_main(void *arg)
 {
-    if (pg_sink_pending(w->sink) == 0) {
+    worker *w = arg;
+    pthread_mutex_lock(&w->wr.mu);
+    for (;;) {
+        while (!w->wr.quit && (w->wr.job < 0 || w->wr.done)) {
+            pthread_cond_wait(&w->wr.cv, &w->wr.mu);
+        }
+        if (w->wr.quit) {
+            break;
+        }
+        pg_sink *sink = w->sinks[w->wr.job];
+        pthread_mutex_unlock(&w->wr.mu);
+        ng_error err = {0};
+        int rc = pg_sink_flush(sink, &err);
+        pthread_mutex_lock(&w->wr.mu);
+        w->wr.rc = rc;
+        w->wr.err = err;
+        w->wr.done = true;
+        pthread_cond_broadcast(&w->wr.cv);
+    }
+    pthread_mutex_unlock(&w->wr.mu);
+    return NULL;
+}
+
+/* Hands sink idx to the writer thread. */
+static void writer_start(worker *w, int idx)
+{
+    pthread_mutex_lock(&w->wr.mu);
+    w->wr.job = idx;
+    w->wr.done = false;
+    pthread_cond_broadcast(&w->wr.cv);
+    pthread_mutex_unlock(&w->wr.mu);
+    w->wr.busy = true;
+}
+
+/* Takes the writer's result when it has one (waiting up to wait_ms).
+ * Returns true when the writer is idle afterwards. */
+static bool writer_poll(worker *w, unsigned wait_ms)
+{
+    if (!w->wr.busy) {
+        return true;
+    }
+    pthread_mutex_lock(&w->wr.mu);
+    if (!w->wr.done && wait_ms > 0) {
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_nsec += (long)(wait_ms % 1000) * 1000000L;
+        until.tv_sec += wait_ms / 1000 + until.tv_nsec / 1000000000L;
+        until.tv_nsec %= 1000000000L;
+        while (!w->wr.done &&
+               pthread_cond_timedwait(&w->wr.cv, &w->wr.mu, &until) == 0) {
+        }
+    }
+    bool done = w->wr.done;
+    int idx = w->wr.job, rc = w->wr.rc;
+    ng_error err = w->wr.err;
+    if (done) {
+        w->wr.job = -1;
+        w->wr.done = false;
+    }
+    pthread_mutex_unlock(&w->wr.mu);
+    if (!done) {
         return false;
     }
-    if (w->blocked) {
-        return now >= w->retry_at;
+    w->wr.busy = false;
+    flush_result(w, idx, rc, &err);
+    return true;
+}
+
+static void writer_wait(worker *w)
+{
+    while (!writer_poll(w, 100)) {
     }
-    return pg_sink_flush_due(w->sink);
+}
+
+/* Flushes sink idx on this thread (the writer is idle). */
+static int flush_now(worker *w, int idx)
+{
+    ng_error err = {0};
+    int rc = pg_sink_flush(w->sinks[idx], &err);
+    return flush_result(w, idx, rc, &err);
+}
+
+/* The sink to write next, when one is due; -1 otherwise. */
+static int batch_due(worker *w, uint64_t now)
+{
+    if (w->retry >= 0) {
+        return w->blocked && now < w->retry_at ? -1 : w->retry;
+    }
+    pg_sink *s = w->sinks[w->fill];
+    return pg_sink_pending(s) > 0 && pg_sink_flush_due(s) ? w->fill : -1;
+}
+
+/* Starts the next write on the writer thread when one is due and the
+ * writer is free; the other sink then takes new rows. */
+static void write_due(worker *w, uint64_t now)
+{
+    if (!writer_poll(w, 0)) {
+        return;
+    }
+    int idx = batch_due(w, now);
+    if (idx < 0) {
+        return;
+    }
+    if (idx == w->fill) {
+        w->fill = 1 - idx;
+    }
+    writer_start(w, idx);
+}
+
+/* Writes every pending batch on this thread, the failed one first.
+ * Returns 0 when nothing is pending any more. */
+static int flush_all_now(worker *w)
+{
+    writer_wait(w);
+    if (w->retry >= 0 && flush_now(w, w->retry) != 0) {
+        return -1;
+    }
+    for (int i = 0; i < 2; i++) {
+        int idx = (w->fill + 1 + i) % 2; /* the older one first */
+        if (pg_sink_pending(w->sinks[idx]) > 0 && flush_now(w, idx) != 0) {
+            return -1;
+        }
+    }
+    return 0;
 }
 
 /* ------------------------------------------------------------------------
@@ -699,7 +846,7 @@ static void requeue(worker *w, struct slot *s)
     free(s->checkpoint_ns);
     s->thread_id = s->checkpoint_id = s->checkpoint_ns = NULL;
     if (read_message(w, s, &env, &why, &klass) != 0 ||
-        pg_sink_add(w->sink, &env, slot_tag(w, s), &why) != 0) {
+        pg_sink_add(w->sinks[w->fill], &env, slot_tag(w, s), &why) != 0) {
         /* It was read once; only memory can fail now. Replayed later. */
         slot_release(w, s, false);
     }
@@ -711,17 +858,20 @@ static void on_revoke(void *ctx, const rd_kafka_topic_partition_list_t *parts,
                       int lost)
 {
     worker *w = ctx;
-    if (!lost && pg_sink_pending(w->sink) > 0) {
-        flush_batch(w);
+    writer_wait(w);
+    if (!lost && pending_rows(w) > 0) {
+        flush_all_now(w);
     }
     if (!lost) {
         outcome_flush(w->out, 10000);
         store_offsets(w);
     }
-    if (pg_sink_pending(w->sink) > 0) {
-        /* The batch did not go through: drop it, and put back the rows of
-         * the partitions we keep (sanitized again from the message). */
-        pg_sink_discard(w->sink);
+    if (pending_rows(w) > 0) {
+        /* The batches did not go through: drop them, and put back the rows
+         * of the partitions we keep (sanitized again from the message). */
+        pg_sink_discard(w->sinks[0]);
+        pg_sink_discard(w->sinks[1]);
+        w->retry = -1;
         for (size_t i = 0; i < w->nslots; i++) {
             struct slot *s = &w->slots[i];
             if (s->state == SLOT_BATCH && !in_list(parts, s->rkm)) {
@@ -894,9 +1044,21 @@ worker *worker_new(const ng_config *cfg, ng_error *err)
         .batch_bytes = (size_t)ng_config_int(cfg, "batch-bytes"),
         .batch_ms = (unsigned)ng_config_int(cfg, "batch-ms"),
     };
-    w->sink = pg_sink_new(&po, err);
+    w->retry = -1;
+    w->wr.job = -1;
+    w->sinks[0] = pg_sink_new(&po, err);
+    w->sinks[1] = w->sinks[0] ? pg_sink_new(&po, err) : NULL;
+    if (w->sinks[1] != NULL) {
+        pthread_mutex_init(&w->wr.mu, NULL);
+        pthread_cond_init(&w->wr.cv, NULL);
+        w->wr.started = pthread_create(&w->wr.th, NULL, writer_main, w) == 0;
+        if (!w->wr.started) {
+            ng_error_set(err, NG_ERR_CONFIG, "thread",
+                         "cannot start the writer thread");
+        }
+    }
     const char *instance = ng_config_get(cfg, "instance-id");
-    rd_kafka_conf_t *pconf = w->sink ? kafka_conf(cfg, false, err) : NULL;
+    rd_kafka_conf_t *pconf = w->wr.started ? kafka_conf(cfg, false, err) : NULL;
     outcome_options oo = {.dead_letter_topic = w->dlq_topic,
                           .notify_topic = notify_topic,
                           .worker = instance ? instance : "nanguard"};
@@ -930,7 +1092,17 @@ void worker_free(worker *w)
         rd_kafka_message_destroy(w->held[i]);
     }
     outcome_free(w->out);
-    pg_sink_free(w->sink);
+    if (w->wr.started) {
+        pthread_mutex_lock(&w->wr.mu);
+        w->wr.quit = true;
+        pthread_cond_broadcast(&w->wr.cv);
+        pthread_mutex_unlock(&w->wr.mu);
+        pthread_join(w->wr.th, NULL);
+        pthread_mutex_destroy(&w->wr.mu);
+        pthread_cond_destroy(&w->wr.cv);
+    }
+    pg_sink_free(w->sinks[0]);
+    pg_sink_free(w->sinks[1]);
     sanitize_free(w->san);
     offsets_free(w->offs);
     free(w->slots);
@@ -968,13 +1140,14 @@ static int shut_down(worker *w)
     consumer_pause(w->cons);
     uint64_t deadline = now_ms() + w->shutdown_timeout_ms;
     while (now_ms() < deadline) {
-        if (pg_sink_pending(w->sink) > 0 && now_ms() >= w->retry_at) {
-            flush_batch(w);
+        writer_wait(w);
+        if (pending_rows(w) > 0 && now_ms() >= w->retry_at) {
+            flush_all_now(w);
         }
         outcome_poll(w->out, 50);
         retry_due(w, now_ms());
         store_offsets(w);
-        if (pg_sink_pending(w->sink) == 0 && offsets_in_flight(w->offs) == 0) {
+        if (pending_rows(w) == 0 && offsets_in_flight(w->offs) == 0) {
             break;
         }
         /* Keep serving the group while we wait. */
@@ -1003,7 +1176,8 @@ static int shut_down(worker *w)
 int worker_run(worker *w, volatile sig_atomic_t *stop)
 {
     ng_error err;
-    if (pg_sink_connect(w->sink, &err) != 0) {
+    if (pg_sink_connect(w->sinks[0], &err) != 0 ||
+        pg_sink_connect(w->sinks[1], &err) != 0) {
         if (err.klass == NG_ERR_CONFIG) {
             ng_log(NG_LOG_ERROR, "PostgreSQL configuration error", "reason",
                    err.message, "sqlstate", err.sqlstate, NULL);
@@ -1016,26 +1190,30 @@ int worker_run(worker *w, volatile sig_atomic_t *stop)
            "dead_letter_topic", w->dlq_topic, NULL);
     w->last_stats = now_ms();
     while (!*stop) {
-        /* Short polls while work is open, so delivery reports (served
-         * after the consumer poll) and batches are not held up. */
-        int timeout = pg_sink_pending(w->sink) > 0 ||
-                              outcome_in_flight(w->out) > 0 || w->nretry > 0
-                          ? 10
-                          : 100;
-        rd_kafka_message_t *m = consumer_poll(w->cons, timeout);
-        if (m != NULL) {
-            if (w->blocked) {
-                hold(w, m);
-            } else {
-                process(w, m);
+        if (w->wr.busy && pg_sink_flush_due(w->sinks[w->fill])) {
+            /* The next batch is full while the last one is still being
+             * written: wait for the writer rather than read more. */
+            writer_poll(w, 20);
+        } else {
+            /* Short polls while work is open, so delivery reports (served
+             * after the consumer poll) and batches are not held up. */
+            int timeout = pending_rows(w) > 0 || w->wr.busy ||
+                                  outcome_in_flight(w->out) > 0 || w->nretry > 0
+                              ? 10
+                              : 100;
+            rd_kafka_message_t *m = consumer_poll(w->cons, timeout);
+            if (m != NULL) {
+                if (w->blocked) {
+                    hold(w, m);
+                } else {
+                    process(w, m);
+                }
             }
         }
         uint64_t now = now_ms();
         outcome_poll(w->out, 0);
         retry_due(w, now);
-        if (batch_due(w, now)) {
-            flush_batch(w);
-        }
+        write_due(w, now);
         if (w->blocked && !w->critical_sent &&
             now - w->blocked_since >= w->critical_after_ms) {
             tell_critical_all(w);
