@@ -631,6 +631,7 @@ static void unblock(worker *w)
     process_held(w);
 }
 
+/* Rows not yet settled in both sinks; only while the writer is idle. */
 static size_t pending_rows(const worker *w)
 {
     return pg_sink_pending(w->sinks[0]) + pg_sink_pending(w->sinks[1]);
@@ -1197,7 +1198,8 @@ int worker_run(worker *w, volatile sig_atomic_t *stop)
         } else {
             /* Short polls while work is open, so delivery reports (served
              * after the consumer poll) and batches are not held up. */
-            int timeout = pending_rows(w) > 0 || w->wr.busy ||
+            /* (busy first: the writer's sink is not ours to read) */
+            int timeout = w->wr.busy || pending_rows(w) > 0 ||
                                   outcome_in_flight(w->out) > 0 || w->nretry > 0
                               ? 10
                               : 100;
