@@ -16,8 +16,7 @@ static const struct {
 } commands[] = {
     {"sanitize", cmd_sanitize,
      "repair a stream of JSON values for PostgreSQL jsonb"},
-    {"load", cmd_load,
-     "write a file of checkpoint envelopes to PostgreSQL"},
+    {"load", cmd_load, "write a file of checkpoint envelopes to PostgreSQL"},
     {"worker", cmd_worker,
      "consume checkpoints from Kafka and write them to PostgreSQL"},
 };
