@@ -1,38 +1,10 @@
 /* json_write.c - appending JSON text to a buffer. */
 #include "json_write.h"
 
+#include "utf8.h"
+
 #include <stdio.h>
 #include <string.h>
-
-/* Length of the valid UTF-8 sequence at s (n bytes left), or 0. */
-static size_t utf8_len(const unsigned char *s, size_t n)
-{
-    unsigned char c = s[0];
-    size_t len;
-    unsigned char lo = 0x80, hi = 0xBF;
-    if (c >= 0xC2 && c <= 0xDF) {
-        len = 2;
-    } else if (c >= 0xE0 && c <= 0xEF) {
-        len = 3;
-        lo = c == 0xE0 ? 0xA0 : 0x80;
-        hi = c == 0xED ? 0x9F : 0xBF;
-    } else if (c >= 0xF0 && c <= 0xF4) {
-        len = 4;
-        lo = c == 0xF0 ? 0x90 : 0x80;
-        hi = c == 0xF4 ? 0x8F : 0xBF;
-    } else {
-        return 0;
-    }
-    if (n < len || s[1] < lo || s[1] > hi) {
-        return 0;
-    }
-    for (size_t i = 2; i < len; i++) {
-        if (s[i] < 0x80 || s[i] > 0xBF) {
-            return 0;
-        }
-    }
-    return len;
-}
 
 int ng_json_string(ng_buf *b, const char *str, size_t n)
 {
@@ -49,8 +21,9 @@ int ng_json_string(ng_buf *b, const char *str, size_t n)
             continue;
         }
         if (c >= 0x80) {
-            size_t len = utf8_len(s + i, n - i);
-            if (len > 0) {
+            bool valid;
+            size_t len = utf8_sequence(s + i, n - i, &valid);
+            if (valid) {
                 run += len;
                 i += len;
                 continue;

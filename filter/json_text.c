@@ -3,26 +3,6 @@
 
 #include <stdint.h>
 
-int utf8_lead(unsigned char c, unsigned char *lo, unsigned char *hi)
-{
-    *lo = 0x80;
-    *hi = 0xBF;
-    if (c >= 0xC2 && c <= 0xDF) {
-        return 1;
-    }
-    if (c >= 0xE0 && c <= 0xEF) {
-        *lo = c == 0xE0 ? 0xA0 : 0x80;
-        *hi = c == 0xED ? 0x9F : 0xBF;
-        return 2;
-    }
-    if (c >= 0xF0 && c <= 0xF4) {
-        *lo = c == 0xF0 ? 0x90 : 0x80;
-        *hi = c == 0xF4 ? 0x8F : 0xBF;
-        return 3;
-    }
-    return 0;
-}
-
 const signed char json_hex_value[256] = {
     -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
     -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
@@ -127,18 +107,10 @@ int json_decode_repaired(const unsigned char *s, size_t n, ng_buf *out)
             i = j;
             continue;
         }
-        unsigned char lo, hi;
-        int need = utf8_lead(c, &lo, &hi);
-        size_t k = 1;
-        while (need > 0 && i + k < n && s[i + k] >= lo && s[i + k] <= hi) {
-            k++;
-            need--;
-            lo = 0x80;
-            hi = 0xBF;
-        }
-        rc = need == 0 && utf8_lead(c, &lo, &hi)
-                 ? ng_buf_append(out, s + i, k)
-                 : ng_buf_append(out, "\xEF\xBF\xBD", 3);
+        bool valid;
+        size_t k = utf8_sequence(s + i, n - i, &valid);
+        rc = valid ? ng_buf_append(out, s + i, k)
+                   : ng_buf_append(out, "\xEF\xBF\xBD", 3);
         i += k;
     }
     return rc || ng_buf_append_str(out, "", 0);

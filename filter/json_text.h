@@ -4,13 +4,9 @@
 #define NANGUARD_JSON_TEXT_H
 
 #include "../common/buf.h"
+#include "../common/utf8.h"
 
 #include <stddef.h>
-
-/* For the UTF-8 lead byte c: how many continuation bytes follow, and the
- * range the first of them must lie in (later ones: 0x80-0xBF). Returns 0
- * when c cannot lead a sequence. */
-int utf8_lead(unsigned char c, unsigned char *lo, unsigned char *hi);
 
 /* Hex digit values; -1 for every other byte. */
 extern const signed char json_hex_value[256];
