@@ -13,10 +13,11 @@
  *                                        (one per maximal invalid subpart)
  *
  * Everything else that is not JSON is refused with a reason and the byte
- * offset in the input. No tree is built: memory grows with nesting depth
+ * offset in the input where the fault starts, the same however the input
+ * is cut into chunks. No tree is built: memory grows with nesting depth
  * (and with the longest single token cut by a chunk boundary), never with
- * the size of a value. The grammar is checked by yajl; a pre-pass in front
- * of it handles what yajl cannot lex.
+ * the size of a value. A scanner handles what yajl cannot lex and keeps
+ * the structure; yajl then checks the grammar of the repaired text.
  *
  * Ownership: the handle owns every buffer it hands out (output, error
  * message, report paths, envelope strings); they stay valid until the next
@@ -99,8 +100,9 @@ typedef enum {
 
 typedef struct {
     sanitize_type type;
-    const char *str;   /* TYPE_STRING: the decoded value, NUL terminated */
-    size_t str_len;    /* (it may hold NUL bytes only if repaired: never) */
+    const char *str; /* TYPE_STRING: the decoded, repaired value, NUL
+                        terminated (repairs leave no NUL inside it) */
+    size_t str_len;
     uint64_t span_off; /* OBJECT/ARRAY: where the value starts in the output */
     uint64_t span_len; /* and its length in bytes */
 } sanitize_field;

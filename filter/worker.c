@@ -102,6 +102,7 @@ struct slot {
     ng_error err;
     const char *exception_class;
     int attempts;    /* PostgreSQL attempts that failed on this message */
+    int sink;        /* BATCH: which of the two sinks holds its row */
     bool notify_due; /* RETRY: the notification, not the record */
     int32_t dlq_partition;
     int64_t dlq_offset;
@@ -475,10 +476,6 @@ static int read_message(worker *w, struct slot *s, envelope *env, ng_error *why,
                         const char **klass)
 {
     const rd_kafka_message_t *m = s->rkm;
-    /* Until the envelope is read, the Kafka key names the thread. */
-    if (m->key != NULL && m->key_len > 0) {
-        s->thread_id = dup_mem(m->key, m->key_len);
-    }
     if (m->len > w->max_message_bytes) {
         *klass = "nanguard.TooLarge";
         return ng_error_set(why, NG_ERR_PERMANENT, "too_large",
@@ -504,7 +501,6 @@ static int read_message(worker *w, struct slot *s, envelope *env, ng_error *why,
         return ng_error_set(why, NG_ERR_PERMANENT, "bad_envelope",
                             "not a checkpoint envelope: %s", reason);
     }
-    free(s->thread_id);
     s->thread_id = dup_str(env->thread_id);
     s->checkpoint_id = dup_str(env->checkpoint_id);
     s->checkpoint_ns = dup_str(env->checkpoint_ns);
@@ -563,6 +559,10 @@ static void process(worker *w, rd_kafka_message_t *m)
     ng_error why;
     const char *klass = NULL;
     if (read_message(w, s, &env, &why, &klass) != 0) {
+        /* Unreadable: the Kafka key names the thread. */
+        if (m->key != NULL && m->key_len > 0) {
+            s->thread_id = dup_mem(m->key, m->key_len);
+        }
         dead_letter(w, s, klass, &why);
         return;
     }
@@ -571,6 +571,7 @@ static void process(worker *w, rd_kafka_message_t *m)
     if (rewrites > 0 && w->notify_sanitized) {
         notify_sanitized(w, s);
     }
+    s->sink = w->fill;
     if (pg_sink_add(w->sinks[w->fill], &env, slot_tag(w, s), &why) != 0) {
         if (why.klass == NG_ERR_PERMANENT) {
             dead_letter(w, s, "nanguard.TooLarge", &why);
@@ -653,7 +654,7 @@ static int flush_result(worker *w, int idx, int rc, const ng_error *e)
     }
     w->retry = idx;
     for (size_t i = 0; i < w->nslots; i++) {
-        if (w->slots[i].state == SLOT_BATCH) {
+        if (w->slots[i].state == SLOT_BATCH && w->slots[i].sink == idx) {
             w->slots[i].attempts++;
         }
     }
@@ -846,6 +847,7 @@ static void requeue(worker *w, struct slot *s)
     free(s->checkpoint_id);
     free(s->checkpoint_ns);
     s->thread_id = s->checkpoint_id = s->checkpoint_ns = NULL;
+    s->sink = w->fill;
     if (read_message(w, s, &env, &why, &klass) != 0 ||
         pg_sink_add(w->sinks[w->fill], &env, slot_tag(w, s), &why) != 0) {
         /* It was read once; only memory can fail now. Replayed later. */
