@@ -11,6 +11,9 @@ struct consumer {
     rd_kafka_t *rk;
     consumer_options opts;
     int paused;
+    /* Assigned partitions that have not delivered a message yet: the first
+     * one is logged with its offset (where consuming resumed). */
+    rd_kafka_topic_partition_list_t *unstarted;
 };
 
 static void log_parts(const char *msg,
@@ -36,6 +39,11 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
         if (parts->cnt > 0) {
             log_parts("partitions assigned", parts);
         }
+        for (int i = 0; i < parts->cnt; i++) {
+            rd_kafka_topic_partition_list_add(c->unstarted,
+                                              parts->elems[i].topic,
+                                              parts->elems[i].partition);
+        }
         if (cooperative) {
             rd_kafka_error_t *e = rd_kafka_incremental_assign(rk, parts);
             if (e != NULL) {
@@ -57,6 +65,10 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
     int lost = rd_kafka_assignment_lost(rk);
     if (parts->cnt > 0) {
         log_parts(lost ? "partitions lost" : "partitions revoked", parts);
+    }
+    for (int i = 0; i < parts->cnt; i++) {
+        rd_kafka_topic_partition_list_del(c->unstarted, parts->elems[i].topic,
+                                          parts->elems[i].partition);
     }
     if (c->opts.on_revoke) {
         c->opts.on_revoke(c->opts.ctx, parts, lost);
@@ -123,6 +135,7 @@ consumer *consumer_new(rd_kafka_conf_t *conf, const consumer_options *opts,
                      "cannot create the consumer: %s", errstr);
         return NULL;
     }
+    c->unstarted = rd_kafka_topic_partition_list_new(8);
     rd_kafka_poll_set_consumer(c->rk);
     return c;
 }
@@ -134,6 +147,7 @@ void consumer_free(consumer *c)
     }
     rd_kafka_consumer_close(c->rk);
     rd_kafka_destroy(c->rk);
+    rd_kafka_topic_partition_list_destroy(c->unstarted);
     free(c);
 }
 
@@ -163,10 +177,29 @@ int consumer_subscribe(consumer *c, const char *topics, ng_error *err)
     return 0;
 }
 
+/* The first message of a partition since it was assigned. */
+static void partition_started(consumer *c, const rd_kafka_message_t *m)
+{
+    const char *topic = rd_kafka_topic_name(m->rkt);
+    if (rd_kafka_topic_partition_list_del(c->unstarted, topic, m->partition)) {
+        char part[300], off[24];
+        snprintf(part, sizeof part, "%s[%d]", topic, (int)m->partition);
+        snprintf(off, sizeof off, "%lld", (long long)m->offset);
+        ng_log(NG_LOG_INFO, "partition started", "partition", part,
+               "offset#", off, NULL);
+    }
+}
+
 rd_kafka_message_t *consumer_poll(consumer *c, int timeout_ms)
 {
     rd_kafka_message_t *rkm = rd_kafka_consumer_poll(c->rk, timeout_ms);
-    if (rkm == NULL || rkm->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+    if (rkm == NULL) {
+        return NULL;
+    }
+    if (rkm->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+        if (c->unstarted->cnt > 0) {
+            partition_started(c, rkm);
+        }
         return rkm;
     }
     /* Consumer errors are informational: librdkafka recovers by itself. */

@@ -70,7 +70,8 @@ const ng_option worker_settings[] = {
     {"batch-rows", NG_OPT_INT, "500", "rows per PostgreSQL batch"},
     {"batch-bytes", NG_OPT_INT, "8388608", "bytes per PostgreSQL batch"},
     {"batch-ms", NG_OPT_INT, "200",
-     "longest wait before a partial batch is written"},
+     "longest wait before a partial batch is written (it goes at once "
+     "when the writer is idle and no message is waiting)"},
     {"max-message-bytes", NG_OPT_INT, "33554432",
      "larger messages are dead-lettered as too_large"},
     {"max-depth", NG_OPT_INT, "1000", "deeper nesting is malformed"},
@@ -767,24 +768,32 @@ static int flush_now(worker *w, int idx)
     return flush_result(w, idx, rc, &err);
 }
 
-/* The sink to write next, when one is due; -1 otherwise. */
-static int batch_due(worker *w, uint64_t now)
+/* The sink to write next, when one is due; -1 otherwise. A batch is due
+ * when it is full or old (--batch-rows, --batch-bytes, --batch-ms), or,
+ * with the writer free, as soon as the consumer has nothing more to give:
+ * waiting out --batch-ms then would only add latency (and, at the end of a
+ * burst, leave the writer idle with rows in hand). */
+static int batch_due(worker *w, uint64_t now, bool drained)
 {
     if (w->retry >= 0) {
         return w->blocked && now < w->retry_at ? -1 : w->retry;
     }
     pg_sink *s = w->sinks[w->fill];
-    return pg_sink_pending(s) > 0 && pg_sink_flush_due(s) ? w->fill : -1;
+    if (pg_sink_pending(s) == 0) {
+        return -1;
+    }
+    return pg_sink_flush_due(s) || (drained && !w->blocked) ? w->fill : -1;
 }
 
 /* Starts the next write on the writer thread when one is due and the
- * writer is free; the other sink then takes new rows. */
-static void write_due(worker *w, uint64_t now)
+ * writer is free; the other sink then takes new rows. drained: the last
+ * poll found no message waiting. */
+static void write_due(worker *w, uint64_t now, bool drained)
 {
     if (!writer_poll(w, 0)) {
         return;
     }
-    int idx = batch_due(w, now);
+    int idx = batch_due(w, now, drained);
     if (idx < 0) {
         return;
     }
@@ -1193,6 +1202,7 @@ int worker_run(worker *w, volatile sig_atomic_t *stop)
            "dead_letter_topic", w->dlq_topic, NULL);
     w->last_stats = now_ms();
     while (!*stop) {
+        bool drained = false;
         if (w->wr.busy && pg_sink_flush_due(w->sinks[w->fill])) {
             /* The next batch is full while the last one is still being
              * written: wait for the writer rather than read more. */
@@ -1206,18 +1216,18 @@ int worker_run(worker *w, volatile sig_atomic_t *stop)
                               ? 10
                               : 100;
             rd_kafka_message_t *m = consumer_poll(w->cons, timeout);
-            if (m != NULL) {
-                if (w->blocked) {
-                    hold(w, m);
-                } else {
-                    process(w, m);
-                }
+            if (m == NULL) {
+                drained = true;
+            } else if (w->blocked) {
+                hold(w, m);
+            } else {
+                process(w, m);
             }
         }
         uint64_t now = now_ms();
         outcome_poll(w->out, 0);
         retry_due(w, now);
-        write_due(w, now);
+        write_due(w, now, drained);
         if (w->blocked && !w->critical_sent &&
             now - w->blocked_since >= w->critical_after_ms) {
             tell_critical_all(w);

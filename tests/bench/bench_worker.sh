@@ -86,10 +86,12 @@ run_workers() { # table count
     sleep 0.2
     for p in "${pids[@]}"; do kill -TERM "$p"; wait "$p" || true; done
     pids=()
-    # Throughput, not start-up (joining the group takes seconds): from the
-    # workers' own progress lines, the rate between the moment every worker
-    # holds its partitions and the moment the last row is stored, as the
-    # time the whole corpus takes at that rate.
+    # Throughput, not start-up (joining the group takes seconds, and a new
+    # group waits librdkafka's fixed 100 ms before it looks up where to
+    # start): from the workers' own log lines, the rate between the moment
+    # every worker has received its first message ("partition started")
+    # and the moment the last row is stored, as the time the whole corpus
+    # takes at that rate.
     python3 - "$lines" "$out/$table"-*.log <<'PY'
 import datetime, json, sys
 lines = int(sys.argv[1])
@@ -102,7 +104,7 @@ for i, path in enumerate(sys.argv[2:]):
         if not line.startswith("{"):
             continue
         e = json.loads(line)
-        if e["msg"] == "partitions assigned" and first is None:
+        if e["msg"] == "partition started" and first is None:
             first = ts(e["ts"])
         if e["msg"] in ("progress", "stopped"):
             events.append((ts(e["ts"]), i, e["stored"]))
@@ -133,9 +135,15 @@ kcat_s=$(python3 -c "import sys, time; print('%.2f' % (time.time() - float(sys.a
 
 reset_table t_load
 psql "$pg" -qc "CREATE TABLE t_load (LIKE t_template INCLUDING ALL)" >/dev/null
-t0=$(now)
 "$bin" load --jobs 1 --pg "$pg" --table t_load "$corpus" 2>"$out/load.log"
-load_s=$(python3 -c "import sys, time; print('%.2f' % (time.time() - float(sys.argv[1])))" "$t0")
+# load's own time, from its start (connecting included) to the last row:
+# the process' start-up is not counted, as the workers' is not.
+load_s=$(python3 -c "
+import json, sys
+for line in open(sys.argv[1]):
+    if line.startswith('{') and '\"exit_status\"' in line:
+        print('%.2f' % json.loads(line)['seconds'])
+" "$out/load.log")
 
 one_s=$(run_workers t_one 1)
 two_s=$(run_workers t_two 2)
