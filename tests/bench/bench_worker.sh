@@ -7,7 +7,10 @@
 # loopback. Prints a markdown table with ratios.
 #
 # Usage: tests/bench/bench_worker.sh [OUTDIR]
-# Environment: BENCH_BYTES (default 100000000), BENCH_PARTITIONS (4).
+# Environment: BENCH_BYTES (default 100000000), BENCH_PARTITIONS (4),
+# BENCH_WORKER_ARGS (more `nanguard worker` arguments, e.g. "-X
+# queued.max.messages.kbytes=16384", to try settings), BENCH_ROUNDS (3:
+# load, one worker and two workers each run that many times, in turn).
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 out=${1:-$root/build/bench-worker}
@@ -56,15 +59,22 @@ now() { date +%s.%N; }
 rate() { python3 -c "import sys; print('%.1f' % (float(sys.argv[1]) / float(sys.argv[2])))" "$@"; }
 
 reset_table() {
-    psql "$pg" -qc "DROP TABLE IF EXISTS $1" >/dev/null
+    psql "$pg" -qc "SET client_min_messages TO warning" \
+        -c "DROP TABLE IF EXISTS $1" >/dev/null
 }
 
-# Waits until table $1 holds $lines rows; prints the seconds since $2.
+# Waits until table $1 holds $lines rows (5 minutes at most); prints the
+# seconds since $2.
 wait_rows() {
+    local deadline=$((SECONDS + 300))
     while :; do
         n=$(psql "$pg" -tAc "SELECT count(*) FROM $1")
         if ((n >= lines)); then
             break
+        fi
+        if ((SECONDS > deadline)); then
+            echo "bench: $1 holds $n of $lines rows after 5 minutes" >&2
+            exit 1
         fi
         sleep 0.2
     done
@@ -73,13 +83,16 @@ wait_rows() {
 
 run_workers() { # table count
     local table=$1 n=$2
+    # A new group each run: it starts from the beginning of the topic.
+    local group=g-$table-$RANDOM$RANDOM
     reset_table "$table"
     psql "$pg" -qc "CREATE TABLE $table (LIKE t_template INCLUDING ALL)" >/dev/null
     pids=()
     for i in $(seq 1 "$n"); do
         "$bin" worker --brokers "$brokers" --topic "$topic" \
-            --group "g-$table" --pg "$pg" --table "$table" \
-            --stats-interval-ms 50 2>"$out/$table-$i.log" &
+            --group "$group" --pg "$pg" --table "$table" \
+            --stats-interval-ms 50 ${BENCH_WORKER_ARGS:-} \
+            2>"$out/$table-$i.log" &
         pids+=($!)
     done
     wait_rows "$table" "$(now)" >/dev/null
@@ -109,7 +122,8 @@ for i, path in enumerate(sys.argv[2:]):
         if e["msg"] in ("progress", "stopped"):
             events.append((ts(e["ts"]), i, e["stored"]))
     assigned.append(first)
-start = max(assigned)
+# (a worker that joined after the work was done has no first message)
+start = max(t for t in assigned if t is not None)
 latest, at_start, done = {}, None, None
 for t, i, stored in sorted(events):
     if t >= start and at_start is None:
@@ -130,27 +144,63 @@ head -n 1 "$corpus" |
 psql "$pg" -qc "TRUNCATE t_template" >/dev/null
 
 t0=$(now)
-kcat -C -b "$brokers" -t "$topic" -e -q -o beginning -f '%s\n' >/dev/null
+# fetch.wait.max.ms: kcat -e stops at the end of the partitions, which it
+# learns from a fetch that comes back empty; by default the broker holds
+# that fetch 500 ms, a third of the whole run.
+kcat -C -b "$brokers" -t "$topic" -e -q -o beginning -f '%s\n' \
+    -X fetch.wait.max.ms=10 >/dev/null
 kcat_s=$(python3 -c "import sys, time; print('%.2f' % (time.time() - float(sys.argv[1])))" "$t0")
 
-reset_table t_load
-psql "$pg" -qc "CREATE TABLE t_load (LIKE t_template INCLUDING ALL)" >/dev/null
-"$bin" load --jobs 1 --pg "$pg" --table t_load "$corpus" 2>"$out/load.log"
-# load's own time, from its start (connecting included) to the last row:
-# the process' start-up is not counted, as the workers' is not.
-load_s=$(python3 -c "
+run_load() { # table
+    reset_table "$1"
+    psql "$pg" -qc "CREATE TABLE $1 (LIKE t_template INCLUDING ALL)" >/dev/null
+    "$bin" load --jobs 1 --pg "$pg" --table "$1" "$corpus" 2>"$out/$1.log"
+    # load's own time, from its start (connecting included) to the last
+    # row: the process' start-up is not counted, as the workers' is not.
+    python3 -c "
 import json, sys
 for line in open(sys.argv[1]):
     if line.startswith('{') and '\"exit_status\"' in line:
         print('%.2f' % json.loads(line)['seconds'])
-" "$out/load.log")
+" "$out/$1.log"
+}
 
-one_s=$(run_workers t_one 1)
-two_s=$(run_workers t_two 2)
+# Rounds of load, one worker and two workers in turn; each row of the
+# table is the median of its rounds, and the ratios of one worker to load
+# of every round are listed too (one round can be off by 10% or more on a
+# shared machine).
+rounds=${BENCH_ROUNDS:-3}
+settle() {
+    reset_table "$1"
+    psql "$pg user=postgres" -qc "CHECKPOINT" >/dev/null
+    sleep 1
+}
+load_all=() one_all=() two_all=()
+for r in $(seq 1 "$rounds"); do
+    # Every run starts from the same state: the last run's table dropped
+    # and its pages written out, so that no run pays for another's.
+    settle t_load
+    load_all+=("$(run_load t_load)")
+    settle t_one
+    one_all+=("$(run_workers t_one 1)")
+    settle t_two
+    two_all+=("$(run_workers t_two 2)")
+    echo "bench: round $r: load ${load_all[-1]} s, one worker ${one_all[-1]} s," \
+        "two workers ${two_all[-1]} s" >&2
+done
+median() { printf '%s\n' "$@" | sort -g | awk '{v[NR] = $1} END {
+    print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+load_s=$(median "${load_all[@]}")
+one_s=$(median "${one_all[@]}")
+two_s=$(median "${two_all[@]}")
+per_round=$(for i in "${!load_all[@]}"; do
+    python3 -c "import sys; print('%.2f' % (float(sys.argv[1]) / float(sys.argv[2])))" \
+        "${load_all[$i]}" "${one_all[$i]}"
+done | paste -sd ' ')
 
 mb=$(python3 -c "print($size / 1e6)")
-printf '\n%s, %s cores, %s messages, %.1f MB, %s partitions\n\n' \
-    "$(date -u +%Y-%m-%d)" "$(nproc)" "$lines" "$mb" "$parts"
+printf '\n%s, %s cores, %s messages, %.1f MB, %s partitions, median of %s rounds\n\n' \
+    "$(date -u +%Y-%m-%d)" "$(nproc)" "$lines" "$mb" "$parts" "$rounds"
 printf '| what | seconds | messages/s | MB/s | ratio to load |\n|---|---|---|---|---|\n'
 for row in "kcat -C to /dev/null (broker)|$kcat_s" \
     "nanguard load --jobs 1 (file -> PostgreSQL)|$load_s" \
@@ -162,3 +212,4 @@ for row in "kcat -C to /dev/null (broker)|$kcat_s" \
         "$(rate "$lines" "$s")" "$(rate "$mb" "$s")" \
         "$(python3 -c "print('%.2f' % ($load_s / $s))")"
 done
+printf '\none worker / load, round by round: %s\n' "$per_round"
