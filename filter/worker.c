@@ -954,7 +954,11 @@ static rd_kafka_conf_t *kafka_conf(const ng_config *cfg, bool consumer_side,
         (consumer_side &&
          (conf_set(conf, "partition.assignment.strategy", "cooperative-sticky",
                    err) ||
-          conf_set(conf, "auto.offset.reset", "earliest", err))) ||
+          conf_set(conf, "auto.offset.reset", "earliest", err) ||
+          /* Checkpoints are tens of KB to MBs: 8 MB per partition and
+           * fetch (librdkafka: 1 MB) halves the fetch requests, and with
+           * them the broker's CPU, on a backlog. */
+          conf_set(conf, "max.partition.fetch.bytes", "8388608", err))) ||
         (!consumer_side && (conf_set(conf, "acks", "all", err) ||
                             conf_set(conf, "linger.ms", "5", err)))) {
         rd_kafka_conf_destroy(conf);
