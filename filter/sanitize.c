@@ -615,9 +615,8 @@ static void container_close(sanitize *h, const unsigned char *p)
 /* A value begins here: the grammar must allow one. The container it is in
  * then waits for ',' or its end. Returns 0, or -1 when no value may stand
  * here. */
-static int value_begins(sanitize *h)
+static int value_begins_in(struct frame *top)
 {
-    struct frame *top = top_frame(h);
     if (top == NULL) {
         return 0;
     }
@@ -886,6 +885,294 @@ plain_number(const unsigned char *p, const unsigned char *end)
         return NULL;
     }
     return q;
+}
+
+/* ------------------------------------------------------------------------
+ * Blocks: 64 bytes looked at together. A classifier turns them into bit
+ * masks, bit i standing for byte i, so that a whole run of numbers or of
+ * string text is checked with a few word operations and no branch per
+ * token. A block path only skips what it has proved needs nothing (no
+ * repair, no error); anything else is left to the byte-wise scanner,
+ * which stays the one authority on output, errors and their offsets.
+ */
+#define BLOCK 64
+
+static const uint64_t even_bits = UINT64_C(0x5555555555555555);
+
+
+static inline unsigned popcount64(uint64_t x)
+{
+#if defined(__POPCNT__)
+    return (unsigned)__builtin_popcountll(x);
+#else
+    x -= (x >> 1) & even_bits;
+    x = (x & UINT64_C(0x3333333333333333)) +
+        ((x >> 2) & UINT64_C(0x3333333333333333));
+    x = (x + (x >> 4)) & UINT64_C(0x0F0F0F0F0F0F0F0F);
+    return (unsigned)((x * UINT64_C(0x0101010101010101)) >> 56);
+#endif
+}
+
+static inline unsigned lowest_bit(uint64_t x) /* x != 0 */
+{
+    return (unsigned)__builtin_ctzll(x);
+}
+
+static inline unsigned highest_bit(uint64_t x) /* x != 0 */
+{
+    return 63u - (unsigned)__builtin_clzll(x);
+}
+
+#if defined(__SSE2__) && !defined(NANGUARD_NO_SIMD)
+#define BLOCK_SSE2 1
+
+/* A block in four vectors. */
+struct vblock {
+    __m128i a, b, c, d;
+};
+
+static inline struct vblock load_block(const unsigned char *p)
+{
+    struct vblock v;
+    v.a = _mm_loadu_si128((const __m128i *)(const void *)p);
+    v.b = _mm_loadu_si128((const __m128i *)(const void *)(p + 16));
+    v.c = _mm_loadu_si128((const __m128i *)(const void *)(p + 32));
+    v.d = _mm_loadu_si128((const __m128i *)(const void *)(p + 48));
+    return v;
+}
+
+/* The 64 bits of four byte masks (0x00 or 0xFF per byte). */
+static inline uint64_t bits64(__m128i a, __m128i b, __m128i c, __m128i d)
+{
+    return (uint64_t)(unsigned)_mm_movemask_epi8(a) |
+           (uint64_t)(unsigned)_mm_movemask_epi8(b) << 16 |
+           (uint64_t)(unsigned)_mm_movemask_epi8(c) << 32 |
+           (uint64_t)(unsigned)_mm_movemask_epi8(d) << 48;
+}
+
+/* Bytes equal to c. */
+static inline uint64_t block_eq(struct vblock v, char c)
+{
+    const __m128i k = _mm_set1_epi8(c);
+    return bits64(_mm_cmpeq_epi8(v.a, k), _mm_cmpeq_epi8(v.b, k),
+                  _mm_cmpeq_epi8(v.c, k), _mm_cmpeq_epi8(v.d, k));
+}
+
+/* Bytes (signed) below c. */
+static inline uint64_t block_lt(struct vblock v, char c)
+{
+    const __m128i k = _mm_set1_epi8(c);
+    return bits64(_mm_cmplt_epi8(v.a, k), _mm_cmplt_epi8(v.b, k),
+                  _mm_cmplt_epi8(v.c, k), _mm_cmplt_epi8(v.d, k));
+}
+
+/* Bytes in '0'..'9': shifted so that '0' is -128, a signed compare. */
+static inline uint64_t block_digits(struct vblock v)
+{
+    const __m128i shift = _mm_set1_epi8((char)(0x80 - '0'));
+    v.a = _mm_add_epi8(v.a, shift);
+    v.b = _mm_add_epi8(v.b, shift);
+    v.c = _mm_add_epi8(v.c, shift);
+    v.d = _mm_add_epi8(v.d, shift);
+    return block_lt(v, (char)(0x80 - 256 + 10));
+}
+#endif
+
+/* ------------------------------------------------------------------------
+ * Runs of numbers in an array: ", -0.75, 1.5, 3", a block at a time
+ */
+struct number_masks {
+    uint64_t digit, minus, dot, comma, space, zero;
+};
+
+static inline void number_classify(const unsigned char *p,
+                                   struct number_masks *m)
+{
+#if defined(BLOCK_SSE2)
+    struct vblock v = load_block(p);
+    m->digit = block_digits(v);
+    m->minus = block_eq(v, '-');
+    m->dot = block_eq(v, '.');
+    m->comma = block_eq(v, ',');
+    m->space = block_eq(v, ' ');
+    m->zero = block_eq(v, '0');
+#else
+    memset(m, 0, sizeof *m);
+    for (unsigned i = 0; i < BLOCK; i++) {
+        uint64_t bit = (uint64_t)1 << i;
+        unsigned char c = p[i];
+        m->digit |= (unsigned)(c - '0') < 10 ? bit : 0;
+        m->minus |= c == '-' ? bit : 0;
+        m->dot |= c == '.' ? bit : 0;
+        m->comma |= c == ',' ? bit : 0;
+        m->space |= c == ' ' ? bit : 0;
+        m->zero |= c == '0' ? bit : 0;
+    }
+#endif
+}
+
+/* Bits below bit n (n <= 64). */
+static inline uint64_t bits_below(unsigned n)
+{
+    return n >= 64 ? ~(uint64_t)0 : ((uint64_t)1 << n) - 1;
+}
+
+/* a + b + carry, the carry out in *carry. */
+static inline uint64_t add_carry(uint64_t a, uint64_t b, uint64_t *carry)
+{
+    uint64_t s1, s2;
+    bool c1 = __builtin_add_overflow(a, b, &s1);
+    bool c2 = __builtin_add_overflow(s1, *carry, &s2);
+    *carry = (uint64_t)(c1 | c2);
+    return s2;
+}
+
+/* Commas in [p, end). */
+static uint64_t count_commas(const unsigned char *p, const unsigned char *end)
+{
+    uint64_t n = 0;
+    for (; p < end; p++) {
+        n += *p == ',';
+    }
+    return n;
+}
+
+/* The run of array elements from p, a number that follows a comma: each
+ * element -?(0|[1-9][0-9]*)(.[0-9]+)?, then spaces, a comma and spaces.
+ * Blocks go on at a fixed stride, so that the work on one does not wait
+ * for the last; what a check needs of the block before is carried as one
+ * bit. A block of nothing but number bytes ends the run, so a number
+ * proved here is shorter than 128 bytes: in range, with no exponent.
+ *
+ * Returns how far the run is proved, with *commas the commas passed:
+ * *closed true, up to the byte after the last element, which is none of
+ * the number or word bytes; else up to the start of an element (p itself
+ * when none is proved) that the caller takes on. */
+static const unsigned char *number_run(const unsigned char *p,
+                                       const unsigned char *end,
+                                       uint64_t *commas, bool *closed)
+{
+    const unsigned char *base = p;
+    const unsigned char *last = p; /* the last element start seen */
+    uint64_t ncommas = 0;          /* commas before base */
+    /* Carries: the byte before base was a number byte, a digit, a '-'
+     * starting an element, a leading 0, a point; the fraction and the
+     * spaces after a comma run on into this block. Byte 0 follows a
+     * comma. */
+    uint64_t c_tok = 0, c_digit = 0, c_minus = 0, c_zero = 0, c_dot = 0;
+    uint64_t c_frac = 0, c_comma = 1;
+    *closed = false;
+    while (end - base >= BLOCK) {
+        struct number_masks m;
+        number_classify(base, &m);
+        uint64_t tok = m.digit | m.minus | m.dot;
+        uint64_t other = ~(tok | m.comma | m.space);
+        uint64_t starts = tok & ~(tok << 1 | c_tok);
+        /* '-' only in front; then a digit; no 0 before another digit. */
+        uint64_t bad = m.minus & ~starts;
+        uint64_t first =
+            (starts & ~m.minus) | (starts & m.minus) << 1 | c_minus;
+        bad |= first & ~m.digit;
+        bad |= ((first & m.zero) << 1 | c_zero) & m.digit;
+        /* A point between digits, and one per element: the carry of
+         * adding the bit after a point to the digits runs to the end of
+         * the fraction. */
+        uint64_t after_dot = m.dot << 1 | c_dot;
+        bad |= after_dot & ~m.digit;
+        bad |= m.dot & ~(m.digit << 1 | c_digit);
+        bad |= add_carry(after_dot, m.digit, &c_frac) & m.dot;
+        /* Past the spaces after each comma, an element starts; and every
+         * element has a comma before it. */
+        uint64_t c_space = 0;
+        uint64_t after_comma =
+            add_carry(m.comma << 1 | c_comma, m.space, &c_space) & ~m.space;
+        bad |= after_comma ^ starts;
+        if ((bad | other) != 0 || tok == ~(uint64_t)0) {
+            unsigned stop = other != 0 ? lowest_bit(other) : BLOCK;
+            if (tok == ~(uint64_t)0) {
+                bad |= 1; /* an element this long goes the careful way */
+            }
+            bad &= stop < BLOCK ? bits_below(stop + 1) : ~(uint64_t)0;
+            bool ends = stop < BLOCK &&
+                        (stop > 0 ? tok >> (stop - 1) & 1 : c_tok) != 0 &&
+                        value_class[base[stop]] != V_WORD;
+            if (bad == 0 && ends) {
+                *closed = true;
+                *commas = ncommas + popcount64(m.comma & bits_below(stop));
+                return base + stop;
+            }
+            uint64_t before =
+                starts & bits_below(bad != 0 ? lowest_bit(bad) : stop);
+            if (before != 0) {
+                unsigned at = highest_bit(before);
+                *commas = ncommas + popcount64(m.comma & bits_below(at));
+                return base + at;
+            }
+            break;
+        }
+        if (starts != 0) {
+            last = base + highest_bit(starts);
+        }
+        ncommas += popcount64(m.comma);
+        c_tok = tok >> 63;
+        c_digit = m.digit >> 63;
+        c_minus = (starts & m.minus) >> 63;
+        c_zero = (first & m.zero) >> 63;
+        c_dot = m.dot >> 63;
+        c_comma = m.comma >> 63 | c_space;
+        base += BLOCK;
+    }
+    /* The last element seen may go on past what was looked at. */
+    *commas = ncommas - count_commas(last, base);
+    return last;
+}
+
+/* The elements of the array top from p, a number byte where a value may
+ * stand (value_begins has passed), as long as they are plain numbers:
+ * embeddings are most of a checkpoint. An element of an array is never an
+ * envelope field and its number ends no top-level value, so only the
+ * index moves. Returns where the generic scanner goes on, with
+ * top->expect set for that place: p itself when the number at p is not
+ * plain. */
+static const unsigned char *number_elements(struct frame *top,
+                                            const unsigned char *p,
+                                            const unsigned char *end)
+{
+    uint64_t index = top->index;
+    const unsigned char *r = p;
+    for (;;) {
+        uint64_t commas;
+        bool closed;
+        r = number_run(r, end, &commas, &closed);
+        index += commas;
+        if (closed) {
+            break;
+        }
+        const unsigned char *q = plain_number(r, end);
+        if (q == NULL) {
+            if (r != p) {
+                /* The element at r is for the token machinery. */
+                top->expect = EXP_VALUE;
+            }
+            break;
+        }
+        /* The usual ", " before the next one. */
+        const unsigned char *n = q;
+        if (n < end && *n == ',') {
+            n++;
+            while (n < end && *n == ' ') {
+                n++;
+            }
+        }
+        if (n == q || n == end || value_class[*n] != V_NUMBER) {
+            r = q;
+            break;
+        }
+        index++;
+        r = n;
+    }
+    top->index = index;
+    return r;
 }
 
 /* Reads number bytes from p; returns where it stopped (the number may
@@ -1260,6 +1547,108 @@ plain_escape(const unsigned char *p, const unsigned char *end)
     return 0;
 }
 
+/* Escapes and plain bytes a block at a time. */
+struct string_masks {
+    uint64_t quote, bslash, odd; /* odd: a control byte or not ASCII */
+};
+
+static inline void string_classify(const unsigned char *p,
+                                   struct string_masks *m)
+{
+#if defined(BLOCK_SSE2)
+    struct vblock v = load_block(p);
+    m->quote = block_eq(v, '"');
+    m->bslash = block_eq(v, '\\');
+    m->odd = block_lt(v, 0x20); /* signed: bytes >= 0x80 too */
+#else
+    memset(m, 0, sizeof *m);
+    for (unsigned i = 0; i < BLOCK; i++) {
+        uint64_t bit = (uint64_t)1 << i;
+        unsigned char c = p[i];
+        m->quote |= c == '"' ? bit : 0;
+        m->bslash |= c == '\\' ? bit : 0;
+        m->odd |= c < 0x20 || c >= 0x80 ? bit : 0;
+    }
+#endif
+}
+
+/* The value of the four hex digits at s, above 0xFFFF when they are not
+ * four hex digits (-1 shifted left keeps its high bits). */
+static inline uint32_t hex4_or_big(const unsigned char *s)
+{
+    return (uint32_t)json_hex_value[s[0]] << 12 |
+           (uint32_t)json_hex_value[s[1]] << 8 |
+           (uint32_t)json_hex_value[s[2]] << 4 | (uint32_t)json_hex_value[s[3]];
+}
+
+/* String text from p, a backslash that starts an escape, to the first
+ * byte the careful path must see: the closing quote, a control or
+ * non-ASCII byte, or an escape that is not kept as it is (a bad one,
+ * \u0000, a surrogate without its partner in the same block). Blocks go
+ * at a fixed stride; an escape that runs over the end of one is checked
+ * with it (BLOCK + 16 bytes are readable) and its bytes in the next are
+ * no stop. Returns p itself when the escape at p is such a one. */
+static const unsigned char *string_blocks(const unsigned char *p,
+                                          const unsigned char *end)
+{
+    const unsigned char *base = p;
+    uint64_t c_esc = 0;   /* byte 0 is escaped by the block before */
+    uint64_t prev_es = 0; /* escape starts of the block before */
+    while (end - base >= BLOCK + 16) {
+        struct string_masks m;
+        string_classify(base, &m);
+        /* A backslash starts an escape when an even number of them stand
+         * right before it: in a run of them, every other one from the
+         * first. Adding a run's first bit to the run clears it, which
+         * tells the runs that start at an even position. */
+        uint64_t bs = m.bslash & ~c_esc;
+        uint64_t first = bs & ~(bs << 1);
+        uint64_t even_runs = bs & ~(bs + (first & even_bits));
+        uint64_t es = (even_runs & even_bits) | (bs & ~even_runs & ~even_bits);
+        uint64_t escaped = es << 1 | c_esc;
+        uint64_t stop = (m.quote & ~escaped) | m.odd;
+        /* Escapes of something other than a backslash: check them (one
+         * of a backslash at bit 63 is checked too, and passes). */
+        uint64_t check = es & ~(m.bslash >> 1);
+        uint64_t ok = 0, hi = 0, lo = 0;
+        for (uint64_t left = check; left != 0; left &= left - 1) {
+            unsigned k = lowest_bit(left);
+            const unsigned char *e = base + k;
+            uint64_t is_u = e[1] == 'u';
+            uint32_t v = hex4_or_big(e + 2);
+            uint64_t u_ok = (v - 1u < 0xD7FFu) | (v - 0xE000u < 0x2000u);
+            uint64_t fine = (is_u & u_ok) | ((is_u ^ 1) & escape_ok[e[1]]);
+            ok |= fine << k;
+            hi |= (is_u & (v - 0xD800u < 0x400u)) << k;
+            lo |= (is_u & (v - 0xDC00u < 0x400u)) << k;
+        }
+        /* A high surrogate needs the low one right after it. */
+        uint64_t bad = (check & ~(ok | hi | lo)) | (hi & ~(lo >> 6)) |
+                       (lo & ~(hi << 6));
+        if ((stop | bad) != 0) {
+            return base + lowest_bit(stop | bad);
+        }
+        prev_es = es;
+        c_esc = es >> 63;
+        base += BLOCK;
+    }
+    if (base == p) {
+        return p;
+    }
+    /* Stop at base, or past the escape of the block before that runs
+     * into it: \uXXXX is 6 bytes, the others 2. */
+    for (unsigned k = BLOCK - 6; k < BLOCK; k++) {
+        if ((prev_es >> k & 1) != 0) {
+            const unsigned char *e = base - BLOCK + k;
+            const unsigned char *after = e + (e[1] == 'u' ? 6 : 2);
+            if (after > base) {
+                return after;
+            }
+        }
+    }
+    return base;
+}
+
 /* Reads string bytes from p; returns where it stopped, NULL on error. */
 static const unsigned char *scan_string(sanitize *h, const unsigned char *p,
                                         const unsigned char *end)
@@ -1280,6 +1669,13 @@ static const unsigned char *scan_string(sanitize *h, const unsigned char *p,
             return p + 1;
         }
         if (c == '\\') {
+            if (!h->hi_pending && end - p >= BLOCK + 16) {
+                const unsigned char *q = string_blocks(p, end);
+                if (q != p) {
+                    p = q;
+                    continue;
+                }
+            }
             size_t n = h->hi_pending ? 0 : plain_escape(p, end);
             if (n > 0) {
                 /* Text written with ensure_ascii is runs of \uXXXX. */
@@ -1420,6 +1816,9 @@ static const unsigned char *misplaced(sanitize *h, const unsigned char *p)
 static const unsigned char *scan_value(sanitize *h, const unsigned char *p,
                                        const unsigned char *end)
 {
+    /* The innermost container, kept here: it changes only at '{' '['
+     * and at '}' ']'. */
+    struct frame *top = top_frame(h);
     while (p < end) {
         unsigned char c = *p;
         enum vclass cls = value_class[c];
@@ -1427,15 +1826,16 @@ static const unsigned char *scan_value(sanitize *h, const unsigned char *p,
             p++;
             continue;
         }
-        h->seen_value = true;
-        if (h->top_done && !h->opt.multiple_values) {
-            return halt(h, p, SANITIZE_EMALFORMED, offset_at(h, p),
-                        "trailing garbage after the JSON value");
+        if (top == NULL) {
+            /* Inside a container these hold already. */
+            h->seen_value = true;
+            if (h->top_done && !h->opt.multiple_values) {
+                return halt(h, p, SANITIZE_EMALFORMED, offset_at(h, p),
+                            "trailing garbage after the JSON value");
+            }
         }
-        struct frame *top;
         switch (cls) {
         case V_PUNCT:
-            top = top_frame(h);
             if (c == ',') {
                 if (top == NULL || top->expect != EXP_COMMA_OR_CLOSE) {
                     return misplaced(h, p);
@@ -1449,9 +1849,11 @@ static const unsigned char *scan_value(sanitize *h, const unsigned char *p,
                 top->expect = EXP_VALUE;
             }
             p++;
+            /* json.dumps writes ", " and ": ". */
+            p += p < end && *p == ' ';
             continue;
         case V_OPEN:
-            if (value_begins(h) != 0) {
+            if (value_begins_in(top) != 0) {
                 return misplaced(h, p);
             }
             if (h->nframes >= h->opt.max_depth) {
@@ -1463,10 +1865,10 @@ static const unsigned char *scan_value(sanitize *h, const unsigned char *p,
             if (container_open(h, p, c == '{') != 0) {
                 return NULL;
             }
+            top = top_frame(h);
             p++;
             continue;
         case V_CLOSE:
-            top = top_frame(h);
             if (top == NULL || top->is_map != (c == '}') ||
                 (top->expect != EXP_COMMA_OR_CLOSE &&
                  top->expect !=
@@ -1475,45 +1877,37 @@ static const unsigned char *scan_value(sanitize *h, const unsigned char *p,
             }
             p++;
             container_close(h, p);
+            top = top_frame(h);
             continue;
         case V_QUOTE:
-            top = top_frame(h);
             if (top != NULL && top->is_map &&
                 (top->expect == EXP_KEY || top->expect == EXP_KEY_OR_CLOSE)) {
                 string_begin(h, p, true);
-                return p + 1;
-            }
-            if (value_begins(h) != 0) {
+            } else if (value_begins_in(top) != 0) {
                 return misplaced(h, p);
+            } else {
+                string_begin(h, p, false);
             }
-            string_begin(h, p, false);
-            return p + 1;
+            /* Most strings end in the chunk: go on here when it does. */
+            p = scan_string(h, p + 1, end);
+            if (p == NULL || h->state != ST_VALUE) {
+                return p;
+            }
+            continue;
         case V_NUMBER: {
-            if (value_begins(h) != 0) {
+            if (value_begins_in(top) != 0) {
                 return misplaced(h, p);
+            }
+            if (top != NULL && !top->is_map) {
+                const unsigned char *q = number_elements(top, p, end);
+                if (q != p) {
+                    p = q;
+                    continue;
+                }
             }
             const unsigned char *q = plain_number(p, end);
             if (q != NULL) {
                 scalar_done(h, SANITIZE_TYPE_NUMBER);
-                /* Arrays of numbers (embeddings) are most of a checkpoint:
-                 * go on through ", number" without the dispatch above. An
-                 * element of an array is never an envelope field. */
-                top = top_frame(h);
-                while (top != NULL && !top->is_map && *q == ',') {
-                    const unsigned char *r = q + 1;
-                    while (r < end && *r == ' ') {
-                        r++;
-                    }
-                    const unsigned char *n =
-                        r < end && value_class[*r] == V_NUMBER
-                            ? plain_number(r, end)
-                            : NULL;
-                    if (n == NULL) {
-                        break;
-                    }
-                    top->index++;
-                    q = n;
-                }
                 p = q;
                 continue;
             }
@@ -1525,7 +1919,7 @@ static const unsigned char *scan_value(sanitize *h, const unsigned char *p,
             continue;
         }
         case V_WORD:
-            if (value_begins(h) != 0) {
+            if (value_begins_in(top) != 0) {
                 return misplaced(h, p);
             }
             tok_begin(h, p);
