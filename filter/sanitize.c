@@ -480,6 +480,39 @@ static const char *decode_into(ng_buf *dst, const unsigned char *s, size_t n)
     return json_decode_repaired(s, n, dst) == 0 ? dst->data : NULL;
 }
 
+/* Appends s as a JSON Pointer token: '~' and '/' become "~0" and "~1". */
+static int put_pointer_token(ng_buf *dst, const char *s, size_t n)
+{
+    for (;;) {
+        size_t run = 0;
+        while (run < n && s[run] != '~' && s[run] != '/') {
+            run++;
+        }
+        if (ng_buf_append(dst, s, run) != 0) {
+            return -1;
+        }
+        if (run == n) {
+            return 0;
+        }
+        if (ng_buf_append(dst, s[run] == '~' ? "~0" : "~1", 2) != 0) {
+            return -1;
+        }
+        s += run + 1;
+        n -= run + 1;
+    }
+}
+
+/* Whether raw key text decodes to itself: no escape, all ASCII. */
+static bool key_is_plain(const unsigned char *k, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (k[i] == '\\' || k[i] >= 0x80) {
+            return false;
+        }
+    }
+    return true;
+}
+
 /* Appends the JSON Pointer of the current value to the report. */
 static int record_path(sanitize *h)
 {
@@ -496,38 +529,40 @@ static int record_path(sanitize *h)
     size_t start = h->paths.len;
     for (size_t i = 0; i < h->nframes; i++) {
         const struct frame *f = &h->frames[i];
-        if (ng_buf_putc(&h->paths, '/') != 0) {
+        if (ng_buf_append(&h->paths, "/", 1) != 0) {
             return -1;
         }
         if (!f->is_map) {
             char num[24];
-            int n =
-                snprintf(num, sizeof num, "%llu", (unsigned long long)f->index);
-            if (ng_buf_append(&h->paths, num, (size_t)n) != 0) {
+            size_t k = sizeof num;
+            uint64_t v = f->index;
+            do {
+                num[--k] = (char)('0' + v % 10);
+                v /= 10;
+            } while (v != 0);
+            if (ng_buf_append(&h->paths, num + k, sizeof num - k) != 0) {
                 return -1;
             }
             continue;
         }
-        ng_buf *key = &h->path_key;
-        ng_buf_clear(key);
-        if (f->key_len > 0 &&
-            json_decode_repaired((const unsigned char *)h->keys.data +
-                                     f->key_start,
-                                 f->key_len, key) != 0) {
-            return -1;
+        const unsigned char *raw =
+            (const unsigned char *)h->keys.data + f->key_start;
+        const char *key = (const char *)raw;
+        size_t len = f->key_len;
+        if (!key_is_plain(raw, len)) {
+            ng_buf *dec = &h->path_key;
+            ng_buf_clear(dec);
+            if (json_decode_repaired(raw, len, dec) != 0) {
+                return -1;
+            }
+            key = dec->data;
+            len = dec->len;
         }
-        int rc = 0;
-        for (size_t j = 0; j < key->len && rc == 0; j++) {
-            char c = key->data[j];
-            rc = c == '~'   ? ng_buf_append(&h->paths, "~0", 2)
-                 : c == '/' ? ng_buf_append(&h->paths, "~1", 2)
-                            : ng_buf_putc(&h->paths, c);
-        }
-        if (rc != 0) {
+        if (put_pointer_token(&h->paths, key, len) != 0) {
             return -1;
         }
     }
-    if (ng_buf_putc(&h->paths, '\0') != 0) {
+    if (ng_buf_append(&h->paths, "", 1) != 0) {
         return -1;
     }
     h->path_offs[h->npaths++] = start;
