@@ -1875,17 +1875,26 @@ static const unsigned char *scan_value(sanitize *h, const unsigned char *p,
                 if (top == NULL || top->expect != EXP_COMMA_OR_CLOSE) {
                     return misplaced(h, p);
                 }
-                top->expect = top->is_map ? EXP_KEY : EXP_VALUE;
-                top->index += !top->is_map;
+                p++;
+                /* json.dumps writes ", " and ": ". */
+                p += p < end && *p == ' ';
+                if (top->is_map) {
+                    top->expect = EXP_KEY;
+                    if (p < end && *p == '"') {
+                        goto key; /* what comes next, nearly always */
+                    }
+                } else {
+                    top->expect = EXP_VALUE;
+                    top->index++;
+                }
             } else {
                 if (top == NULL || top->expect != EXP_COLON) {
                     return misplaced(h, p);
                 }
                 top->expect = EXP_VALUE;
+                p++;
+                p += p < end && *p == ' ';
             }
-            p++;
-            /* json.dumps writes ", " and ": ". */
-            p += p < end && *p == ' ';
             continue;
         case V_OPEN:
             if (value_begins_in(top) != 0) {
@@ -1917,12 +1926,24 @@ static const unsigned char *scan_value(sanitize *h, const unsigned char *p,
         case V_QUOTE:
             if (top != NULL && top->is_map &&
                 (top->expect == EXP_KEY || top->expect == EXP_KEY_OR_CLOSE)) {
+            key:
                 string_begin(h, p, true);
-            } else if (value_begins_in(top) != 0) {
-                return misplaced(h, p);
-            } else {
-                string_begin(h, p, false);
+                p = scan_string(h, p + 1, end);
+                if (p == NULL || h->state != ST_VALUE) {
+                    return p;
+                }
+                /* The ':' that follows, and its space. */
+                if (p < end && *p == ':') {
+                    top->expect = EXP_VALUE;
+                    p++;
+                    p += p < end && *p == ' ';
+                }
+                continue;
             }
+            if (value_begins_in(top) != 0) {
+                return misplaced(h, p);
+            }
+            string_begin(h, p, false);
             /* Most strings end in the chunk: go on here when it does. */
             p = scan_string(h, p + 1, end);
             if (p == NULL || h->state != ST_VALUE) {
