@@ -545,10 +545,13 @@ static int record_path(sanitize *h)
             }
             continue;
         }
+        size_t len = f->key_len;
+        if (len == 0) {
+            continue; /* "" is an empty token (keys.data may be NULL) */
+        }
         const unsigned char *raw =
             (const unsigned char *)h->keys.data + f->key_start;
         const char *key = (const char *)raw;
-        size_t len = f->key_len;
         if (!key_is_plain(raw, len)) {
             ng_buf *dec = &h->path_key;
             ng_buf_clear(dec);

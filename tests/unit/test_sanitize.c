@@ -406,6 +406,14 @@ static void test_paths(void **state)
     assert_string_equal(sanitize_path(h, 2), "/\xEF\xBF\xBD");
     assert_string_equal(sanitize_path(h, 3), "/");
 
+    /* The empty key of a fresh handle, whose key buffer is still empty. */
+    sanitize *fresh = new_handle(0);
+    run_input(fresh, "{\"\":NaN}", 8, 0, &r);
+    assert_int_equal(r.status, SANITIZE_OK);
+    assert_int_equal(sanitize_path_count(fresh), 1);
+    assert_string_equal(sanitize_path(fresh, 0), "/");
+    sanitize_free(fresh);
+
     /* A repaired key with a repaired value: one path. */
     run_input(h, "{\"k\\u0000\": NaN}", 16, 0, &r);
     assert_int_equal(r.status, SANITIZE_OK);
