@@ -95,6 +95,7 @@ struct frame {
 
 struct sanitize {
     sanitize_options opt;
+    bool avx2; /* the block paths use AVX2 */
     yajl_handle yajl;
     yajl_alloc_funcs alloc;
     sanitize_write_fn write;
@@ -932,23 +933,44 @@ plain_number(const unsigned char *p, const unsigned char *end)
  * token. A block path only skips what it has proved needs nothing (no
  * repair, no error); anything else is left to the byte-wise scanner,
  * which stays the one authority on output, errors and their offsets.
+ *
+ * The masks come from AVX2 (chosen at run time when the CPU has it),
+ * SSE2 (every x86-64) or plain C; the checks on them are the same code,
+ * instantiated once per way.
  */
 #define BLOCK 64
 
+enum block_isa { ISA_C, ISA_SSE2, ISA_AVX2 };
+
+#if defined(__SSE2__) && !defined(NANGUARD_NO_SIMD)
+#define BLOCK_SSE2 1
+#define ISA_BASE ISA_SSE2
+#else
+#define ISA_BASE ISA_C
+#endif
+
+#if defined(BLOCK_SSE2) && defined(__x86_64__) && defined(__GNUC__) &&     \
+    !defined(NANGUARD_NO_AVX2)
+#define BLOCK_AVX2 1
+#include <immintrin.h>
+#define AVX2_TARGET __attribute__((target("avx2,bmi,popcnt")))
+/* An instance: everything it calls inlined, so that the masks stay in
+ * registers. */
+#define AVX2_INSTANCE __attribute__((target("avx2,bmi,popcnt"), flatten))
+#endif
+
 static const uint64_t even_bits = UINT64_C(0x5555555555555555);
 
-
-static inline unsigned popcount64(uint64_t x)
+static inline unsigned popcount_isa(uint64_t x, enum block_isa isa)
 {
-#if defined(__POPCNT__)
-    return (unsigned)__builtin_popcountll(x);
-#else
+    if (isa == ISA_AVX2) {
+        return (unsigned)__builtin_popcountll(x); /* POPCNT there */
+    }
     x -= (x >> 1) & even_bits;
     x = (x & UINT64_C(0x3333333333333333)) +
         ((x >> 2) & UINT64_C(0x3333333333333333));
     x = (x + (x >> 4)) & UINT64_C(0x0F0F0F0F0F0F0F0F);
     return (unsigned)((x * UINT64_C(0x0101010101010101)) >> 56);
-#endif
 }
 
 static inline unsigned lowest_bit(uint64_t x) /* x != 0 */
@@ -961,10 +983,88 @@ static inline unsigned highest_bit(uint64_t x) /* x != 0 */
     return 63u - (unsigned)__builtin_clzll(x);
 }
 
-#if defined(__SSE2__) && !defined(NANGUARD_NO_SIMD)
-#define BLOCK_SSE2 1
+/* Bits below bit n (n <= 64). */
+static inline uint64_t bits_below(unsigned n)
+{
+    return n >= 64 ? ~(uint64_t)0 : ((uint64_t)1 << n) - 1;
+}
 
-/* A block in four vectors. */
+/* The mask of the bytes n places on (1 <= n <= 63): bit i of the result
+ * is bit i + n of the block, taken from the next block past the end. */
+static inline uint64_t ahead(uint64_t cur, uint64_t next, unsigned n)
+{
+    return cur >> n | next << (64 - n);
+}
+
+/* a + b + carry, the carry out in *carry. */
+static inline uint64_t add_carry(uint64_t a, uint64_t b, uint64_t *carry)
+{
+    uint64_t s1, s2;
+    bool c1 = __builtin_add_overflow(a, b, &s1);
+    bool c2 = __builtin_add_overflow(s1, *carry, &s2);
+    *carry = (uint64_t)(c1 | c2);
+    return s2;
+}
+
+/* What a block is looked at for. */
+struct number_masks {
+    uint64_t digit, minus, dot, comma, space, zero;
+};
+
+struct string_masks {
+    uint64_t quote, bslash;
+    uint64_t ctl;       /* a control byte, or not ASCII */
+    uint64_t u, hex;    /* 'u'; a hex digit */
+    uint64_t d, zero;   /* 'd' or 'D'; '0' */
+    uint64_t ge8, gec;  /* a hex digit of 8 or more; of 0xC or more */
+    uint64_t simple;    /* what may follow a backslash but 'u' (some) */
+    /* The classes from u on are not set by SSE2: see escapes_bad_each. */
+};
+
+/* Plain C, a byte at a time. */
+static void number_classify_c(const unsigned char *p, struct number_masks *m)
+{
+    memset(m, 0, sizeof *m);
+    for (unsigned i = 0; i < BLOCK; i++) {
+        uint64_t bit = (uint64_t)1 << i;
+        unsigned char c = p[i];
+        m->digit |= (unsigned)(c - '0') < 10 ? bit : 0;
+        m->minus |= c == '-' ? bit : 0;
+        m->dot |= c == '.' ? bit : 0;
+        m->comma |= c == ',' ? bit : 0;
+        m->space |= c == ' ' ? bit : 0;
+        m->zero |= c == '0' ? bit : 0;
+    }
+}
+
+static void string_classify_c(const unsigned char *p, struct string_masks *m)
+{
+    memset(m, 0, sizeof *m);
+    for (unsigned i = 0; i < BLOCK; i++) {
+        uint64_t bit = (uint64_t)1 << i;
+        unsigned char c = p[i];
+        int v = json_hex_value[c];
+        m->quote |= c == '"' ? bit : 0;
+        m->bslash |= c == '\\' ? bit : 0;
+        m->ctl |= c < 0x20 || c >= 0x80 ? bit : 0;
+        m->u |= c == 'u' ? bit : 0;
+        m->hex |= v >= 0 ? bit : 0;
+        m->d |= v == 0xD ? bit : 0;
+        m->zero |= c == '0' ? bit : 0;
+        m->ge8 |= v >= 8 ? bit : 0;
+        m->gec |= v >= 0xC ? bit : 0;
+        m->simple |= c == '"' || c == '\\' || c == 'n' || c == 't' ||
+                             c == 'r'
+                         ? bit
+                         : 0;
+    }
+}
+
+/* The same with vectors: signed byte compares, so that a range test is
+ * an add and a compare, and bytes >= 0x80 count as below 0x20. */
+#if defined(BLOCK_SSE2)
+/* A block in four vectors; a class is looked for in all four at once,
+ * which keeps few vectors live. */
 struct vblock {
     __m128i a, b, c, d;
 };
@@ -988,7 +1088,6 @@ static inline uint64_t bits64(__m128i a, __m128i b, __m128i c, __m128i d)
            (uint64_t)(unsigned)_mm_movemask_epi8(d) << 48;
 }
 
-/* Bytes equal to c. */
 static inline uint64_t block_eq(struct vblock v, char c)
 {
     const __m128i k = _mm_set1_epi8(c);
@@ -996,7 +1095,7 @@ static inline uint64_t block_eq(struct vblock v, char c)
                   _mm_cmpeq_epi8(v.c, k), _mm_cmpeq_epi8(v.d, k));
 }
 
-/* Bytes (signed) below c. */
+/* Bytes below c, signed. */
 static inline uint64_t block_lt(struct vblock v, char c)
 {
     const __m128i k = _mm_set1_epi8(c);
@@ -1004,29 +1103,20 @@ static inline uint64_t block_lt(struct vblock v, char c)
                   _mm_cmplt_epi8(v.c, k), _mm_cmplt_epi8(v.d, k));
 }
 
-/* Bytes in '0'..'9': shifted so that '0' is -128, a signed compare. */
+/* '0' + 0x50 is -128: '0'..'9' are the ten lowest. */
 static inline uint64_t block_digits(struct vblock v)
 {
-    const __m128i shift = _mm_set1_epi8((char)(0x80 - '0'));
+    const __m128i shift = _mm_set1_epi8(0x50);
     v.a = _mm_add_epi8(v.a, shift);
     v.b = _mm_add_epi8(v.b, shift);
     v.c = _mm_add_epi8(v.c, shift);
     v.d = _mm_add_epi8(v.d, shift);
-    return block_lt(v, (char)(0x80 - 256 + 10));
+    return block_lt(v, -118);
 }
-#endif
 
-/* ------------------------------------------------------------------------
- * Runs of numbers in an array: ", -0.75, 1.5, 3", a block at a time
- */
-struct number_masks {
-    uint64_t digit, minus, dot, comma, space, zero;
-};
-
-static inline void number_classify(const unsigned char *p,
-                                   struct number_masks *m)
+static inline void number_classify_sse2(const unsigned char *p,
+                                        struct number_masks *m)
 {
-#if defined(BLOCK_SSE2)
     struct vblock v = load_block(p);
     m->digit = block_digits(v);
     m->minus = block_eq(v, '-');
@@ -1034,36 +1124,146 @@ static inline void number_classify(const unsigned char *p,
     m->comma = block_eq(v, ',');
     m->space = block_eq(v, ' ');
     m->zero = block_eq(v, '0');
-#else
-    memset(m, 0, sizeof *m);
-    for (unsigned i = 0; i < BLOCK; i++) {
-        uint64_t bit = (uint64_t)1 << i;
-        unsigned char c = p[i];
-        m->digit |= (unsigned)(c - '0') < 10 ? bit : 0;
-        m->minus |= c == '-' ? bit : 0;
-        m->dot |= c == '.' ? bit : 0;
-        m->comma |= c == ',' ? bit : 0;
-        m->space |= c == ' ' ? bit : 0;
-        m->zero |= c == '0' ? bit : 0;
+}
+
+/* SSE2 looks only for what ends a run of text: escapes are checked one
+ * by one there (all the classes would cost more than that loop). */
+static inline void string_classify_sse2(const unsigned char *p,
+                                        struct string_masks *m)
+{
+    struct vblock v = load_block(p);
+    m->quote = block_eq(v, '"');
+    m->bslash = block_eq(v, '\\');
+    m->ctl = block_lt(v, 0x20);
+}
+#endif
+
+#if defined(BLOCK_AVX2)
+AVX2_TARGET static inline uint64_t mask32(__m256i x, unsigned shift)
+{
+    return (uint64_t)(uint32_t)_mm256_movemask_epi8(x) << shift;
+}
+
+AVX2_TARGET static inline __m256i eq32(__m256i v, char c)
+{
+    return _mm256_cmpeq_epi8(v, _mm256_set1_epi8(c));
+}
+
+/* a < b, signed bytes */
+AVX2_TARGET static inline __m256i lt32(__m256i a, char b)
+{
+    return _mm256_cmpgt_epi8(_mm256_set1_epi8(b), a);
+}
+
+AVX2_TARGET static inline void
+number_classify32(const unsigned char *p, struct number_masks *m,
+                  unsigned shift)
+{
+    __m256i v = _mm256_loadu_si256((const __m256i *)(const void *)p);
+    __m256i digit = lt32(_mm256_add_epi8(v, _mm256_set1_epi8(0x50)), -118);
+    m->digit |= mask32(digit, shift);
+    m->minus |= mask32(eq32(v, '-'), shift);
+    m->dot |= mask32(eq32(v, '.'), shift);
+    m->comma |= mask32(eq32(v, ','), shift);
+    m->space |= mask32(eq32(v, ' '), shift);
+    m->zero |= mask32(eq32(v, '0'), shift);
+}
+
+AVX2_TARGET static inline void number_classify_avx2(const unsigned char *p,
+                                                    struct number_masks *m)
+{
+    *m = (struct number_masks){0};
+    number_classify32(p, m, 0);
+    number_classify32(p + 32, m, 32);
+}
+
+AVX2_TARGET static inline void
+string_classify32(const unsigned char *p, struct string_masks *m,
+                  unsigned shift)
+{
+    __m256i v = _mm256_loadu_si256((const __m256i *)(const void *)p);
+    __m256i lower = _mm256_or_si256(v, _mm256_set1_epi8(0x20));
+    __m256i digit = lt32(_mm256_add_epi8(v, _mm256_set1_epi8(0x50)), -118);
+    __m256i letter =
+        lt32(_mm256_add_epi8(lower, _mm256_set1_epi8(0x1F)), -122);
+    __m256i quote = eq32(v, '"'), bslash = eq32(v, '\\');
+    m->quote |= mask32(quote, shift);
+    m->bslash |= mask32(bslash, shift);
+    m->ctl |= mask32(lt32(v, 0x20), shift);
+    m->u |= mask32(eq32(v, 'u'), shift);
+    m->hex |= mask32(_mm256_or_si256(digit, letter), shift);
+    m->d |= mask32(eq32(lower, 'd'), shift);
+    m->zero |= mask32(eq32(v, '0'), shift);
+    m->ge8 |= mask32(
+        _mm256_or_si256(
+            _mm256_and_si256(digit,
+                             _mm256_cmpgt_epi8(v, _mm256_set1_epi8('7'))),
+            letter),
+        shift);
+    m->gec |= mask32(
+        _mm256_and_si256(letter,
+                         _mm256_cmpgt_epi8(lower, _mm256_set1_epi8('b'))),
+        shift);
+    m->simple |= mask32(
+        _mm256_or_si256(
+            _mm256_or_si256(quote, bslash),
+            _mm256_or_si256(_mm256_or_si256(eq32(v, 'n'), eq32(v, 't')),
+                            eq32(v, 'r'))),
+        shift);
+}
+
+AVX2_TARGET static inline void string_classify_avx2(const unsigned char *p,
+                                                    struct string_masks *m)
+{
+    *m = (struct string_masks){0};
+    string_classify32(p, m, 0);
+    string_classify32(p + 32, m, 32);
+}
+#endif
+
+static inline __attribute__((always_inline)) void
+number_classify(const unsigned char *p, struct number_masks *m,
+                enum block_isa isa)
+{
+#if defined(BLOCK_AVX2)
+    if (isa == ISA_AVX2) {
+        number_classify_avx2(p, m);
+        return;
     }
 #endif
+#if defined(BLOCK_SSE2)
+    if (isa == ISA_SSE2) {
+        number_classify_sse2(p, m);
+        return;
+    }
+#endif
+    (void)isa;
+    number_classify_c(p, m);
 }
 
-/* Bits below bit n (n <= 64). */
-static inline uint64_t bits_below(unsigned n)
+static inline __attribute__((always_inline)) void
+string_classify(const unsigned char *p, struct string_masks *m,
+                enum block_isa isa)
 {
-    return n >= 64 ? ~(uint64_t)0 : ((uint64_t)1 << n) - 1;
+#if defined(BLOCK_AVX2)
+    if (isa == ISA_AVX2) {
+        string_classify_avx2(p, m);
+        return;
+    }
+#endif
+#if defined(BLOCK_SSE2)
+    if (isa == ISA_SSE2) {
+        string_classify_sse2(p, m);
+        return;
+    }
+#endif
+    (void)isa;
+    string_classify_c(p, m);
 }
 
-/* a + b + carry, the carry out in *carry. */
-static inline uint64_t add_carry(uint64_t a, uint64_t b, uint64_t *carry)
-{
-    uint64_t s1, s2;
-    bool c1 = __builtin_add_overflow(a, b, &s1);
-    bool c2 = __builtin_add_overflow(s1, *carry, &s2);
-    *carry = (uint64_t)(c1 | c2);
-    return s2;
-}
+/* ------------------------------------------------------------------------
+ * Runs of numbers in an array: ", -0.75, 1.5, 3", a block at a time
+ */
 
 /* Commas in [p, end). */
 static uint64_t count_commas(const unsigned char *p, const unsigned char *end)
@@ -1075,34 +1275,35 @@ static uint64_t count_commas(const unsigned char *p, const unsigned char *end)
     return n;
 }
 
-/* The run of array elements from p, a number that follows a comma: each
- * element -?(0|[1-9][0-9]*)(.[0-9]+)?, then spaces, a comma and spaces.
- * Blocks go on at a fixed stride, so that the work on one does not wait
- * for the last; what a check needs of the block before is carried as one
- * bit. A block of nothing but number bytes ends the run, so a number
- * proved here is shorter than 128 bytes: in range, with no exponent.
+/* The run of array elements from p, a number where a value may stand:
+ * each element -?(0|[1-9][0-9]*)(.[0-9]+)?, then spaces, a comma and
+ * spaces. Blocks go on at a fixed stride, so that the work on one does
+ * not wait for the last; what a check needs of the block before is
+ * carried as one bit. A block of nothing but number bytes ends the run,
+ * so a number proved here is shorter than 128 bytes: in range, with no
+ * exponent.
  *
  * Returns how far the run is proved, with *commas the commas passed:
  * *closed true, up to the byte after the last element, which is none of
  * the number or word bytes; else up to the start of an element (p itself
  * when none is proved) that the caller takes on. */
-static const unsigned char *number_run(const unsigned char *p,
-                                       const unsigned char *end,
-                                       uint64_t *commas, bool *closed)
+static inline __attribute__((always_inline)) const unsigned char *
+number_run_isa(const unsigned char *p, const unsigned char *end,
+               uint64_t *commas, bool *closed, enum block_isa isa)
 {
     const unsigned char *base = p;
     const unsigned char *last = p; /* the last element start seen */
     uint64_t ncommas = 0;          /* commas before base */
     /* Carries: the byte before base was a number byte, a digit, a '-'
      * starting an element, a leading 0, a point; the fraction and the
-     * spaces after a comma run on into this block. Byte 0 follows a
-     * comma. */
+     * spaces after a comma run on into this block. An element may start
+     * at byte 0 as if after a comma. */
     uint64_t c_tok = 0, c_digit = 0, c_minus = 0, c_zero = 0, c_dot = 0;
     uint64_t c_frac = 0, c_comma = 1;
     *closed = false;
     while (end - base >= BLOCK) {
         struct number_masks m;
-        number_classify(base, &m);
+        number_classify(base, &m, isa);
         uint64_t tok = m.digit | m.minus | m.dot;
         uint64_t other = ~(tok | m.comma | m.space);
         uint64_t starts = tok & ~(tok << 1 | c_tok);
@@ -1136,14 +1337,16 @@ static const unsigned char *number_run(const unsigned char *p,
                         value_class[base[stop]] != V_WORD;
             if (bad == 0 && ends) {
                 *closed = true;
-                *commas = ncommas + popcount64(m.comma & bits_below(stop));
+                *commas = ncommas +
+                          popcount_isa(m.comma & bits_below(stop), isa);
                 return base + stop;
             }
             uint64_t before =
                 starts & bits_below(bad != 0 ? lowest_bit(bad) : stop);
             if (before != 0) {
                 unsigned at = highest_bit(before);
-                *commas = ncommas + popcount64(m.comma & bits_below(at));
+                *commas =
+                    ncommas + popcount_isa(m.comma & bits_below(at), isa);
                 return base + at;
             }
             break;
@@ -1151,7 +1354,7 @@ static const unsigned char *number_run(const unsigned char *p,
         if (starts != 0) {
             last = base + highest_bit(starts);
         }
-        ncommas += popcount64(m.comma);
+        ncommas += popcount_isa(m.comma, isa);
         c_tok = tok >> 63;
         c_digit = m.digit >> 63;
         c_minus = (starts & m.minus) >> 63;
@@ -1165,6 +1368,198 @@ static const unsigned char *number_run(const unsigned char *p,
     return last;
 }
 
+/* ------------------------------------------------------------------------
+ * String text a block at a time
+ */
+
+/* Of the escapes at check (backslashes followed by something other than a
+ * backslash), the ones the block paths do not keep as they are: all but
+ * \" \\ \n \t \r, and \u with four hex digits, not 0000, a high surrogate
+ * (D800-DBFF) right before a low one (DC00-DFFF) and no other surrogate.
+ * From the masks of the block and of the next one. */
+static inline uint64_t escapes_bad(const struct string_masks *m,
+                                   const struct string_masks *next,
+                                   uint64_t check)
+{
+    uint64_t uesc = check & ahead(m->u, next->u, 1);
+    uint64_t bad = check & ~uesc & ~ahead(m->simple, next->simple, 1);
+    uint64_t hex = ahead(m->hex, next->hex, 2) & ahead(m->hex, next->hex, 3) &
+                   ahead(m->hex, next->hex, 4) & ahead(m->hex, next->hex, 5);
+    uint64_t zero =
+        ahead(m->zero, next->zero, 2) & ahead(m->zero, next->zero, 3) &
+        ahead(m->zero, next->zero, 4) & ahead(m->zero, next->zero, 5);
+    bad |= uesc & (~hex | zero);
+    uint64_t surrogate =
+        uesc & ahead(m->d, next->d, 2) & ahead(m->ge8, next->ge8, 3);
+    uint64_t lo = surrogate & ahead(m->gec, next->gec, 3);
+    uint64_t hi = surrogate & ~lo;
+    return bad | (hi & ~(lo >> 6)) | (lo & ~(hi << 6));
+}
+
+/* The value of the four hex digits at s, above 0xFFFF when they are not
+ * four hex digits (-1 shifted left keeps its high bits). */
+static inline uint32_t hex4_or_big(const unsigned char *s)
+{
+    return (uint32_t)json_hex_value[s[0]] << 12 |
+           (uint32_t)json_hex_value[s[1]] << 8 |
+           (uint32_t)json_hex_value[s[2]] << 4 | (uint32_t)json_hex_value[s[3]];
+}
+
+/* The same, one escape at a time from the bytes (BLOCK + 16 of them
+ * readable at base), without a branch on what they hold. */
+static inline uint64_t escapes_bad_each(const unsigned char *base,
+                                        uint64_t check)
+{
+    uint64_t ok = 0, hi = 0, lo = 0;
+    for (uint64_t left = check; left != 0; left &= left - 1) {
+        unsigned k = lowest_bit(left);
+        const unsigned char *e = base + k;
+        uint64_t is_u = e[1] == 'u';
+        uint32_t v = hex4_or_big(e + 2);
+        uint64_t u_ok = (v - 1u < 0xD7FFu) | (v - 0xE000u < 0x2000u);
+        ok |= ((is_u & u_ok) | ((is_u ^ 1) & escape_ok[e[1]])) << k;
+        hi |= (is_u & (v - 0xD800u < 0x400u)) << k;
+        lo |= (is_u & (v - 0xDC00u < 0x400u)) << k;
+    }
+    return (check & ~(ok | hi | lo)) | (hi & ~(lo >> 6)) | (lo & ~(hi << 6));
+}
+
+/* String text from p, a backslash that starts an escape, to the first
+ * byte the careful path must see: the closing quote, a control or
+ * non-ASCII byte, or an escape that is not kept as it is (a bad one,
+ * \u0000, a surrogate without its partner in the same block) or that
+ * this path leaves to it (\b \f \/). Blocks go at a fixed stride with the
+ * masks of the next one at hand, so that an escape running over the end
+ * of a block is checked with it; its bytes in the next are no stop.
+ * Returns p itself when the escape at p is such a one. */
+static inline __attribute__((always_inline)) const unsigned char *
+string_blocks_isa(const unsigned char *p, const unsigned char *end,
+                  enum block_isa isa)
+{
+    /* Checking escapes from the masks needs those of the next block;
+     * one by one, its first byte and 16 more. */
+    const bool pipelined = isa != ISA_SSE2;
+    const ptrdiff_t need = pipelined ? 2 * BLOCK : BLOCK + 16;
+    if (end - p < need) {
+        return p;
+    }
+    const unsigned char *base = p;
+    uint64_t c_esc = 0;   /* byte 0 is escaped by the block before */
+    uint64_t prev_es = 0; /* escape starts of the block before */
+    struct string_masks m, next = {0};
+    if (pipelined) {
+        string_classify(base, &m, isa);
+    }
+    while (end - base >= need) {
+        if (pipelined) {
+            string_classify(base + BLOCK, &next, isa);
+        } else {
+            string_classify(base, &m, isa);
+            next.bslash = base[BLOCK] == '\\';
+        }
+        /* A backslash starts an escape when an even number of them stand
+         * right before it: in a run of them, every other one from the
+         * first. Adding a run's first bit to the run clears it, which
+         * tells the runs that start at an even position. */
+        uint64_t bs = m.bslash & ~c_esc;
+        uint64_t first = bs & ~(bs << 1);
+        uint64_t even_runs = bs & ~(bs + (first & even_bits));
+        uint64_t es = (even_runs & even_bits) | (bs & ~even_runs & ~even_bits);
+        uint64_t stop = (m.quote & ~(es << 1 | c_esc)) | m.ctl;
+        uint64_t check = es & ~ahead(m.bslash, next.bslash, 1);
+        uint64_t bad = pipelined ? escapes_bad(&m, &next, check)
+                                 : escapes_bad_each(base, check);
+        if ((stop | bad) != 0) {
+            return base + lowest_bit(stop | bad);
+        }
+        prev_es = es;
+        c_esc = es >> 63;
+        base += BLOCK;
+        if (pipelined) {
+            m = next;
+        }
+    }
+    /* Stop at base, or past the escape of the block before that runs
+     * into it: \uXXXX is 6 bytes, the others 2. */
+    for (unsigned k = BLOCK - 6; k < BLOCK; k++) {
+        if ((prev_es >> k & 1) != 0) {
+            const unsigned char *e = base - BLOCK + k;
+            const unsigned char *after = e + (e[1] == 'u' ? 6 : 2);
+            if (after > base) {
+                return after;
+            }
+        }
+    }
+    return base;
+}
+
+/* The instances: the base one, and one built for AVX2. */
+static const unsigned char *number_run_base(const unsigned char *p,
+                                            const unsigned char *end,
+                                            uint64_t *commas, bool *closed)
+{
+    return number_run_isa(p, end, commas, closed, ISA_BASE);
+}
+
+static const unsigned char *string_blocks_base(const unsigned char *p,
+                                               const unsigned char *end)
+{
+    return string_blocks_isa(p, end, ISA_BASE);
+}
+
+#if defined(BLOCK_AVX2)
+AVX2_INSTANCE static const unsigned char *
+number_run_avx2(const unsigned char *p, const unsigned char *end,
+                uint64_t *commas, bool *closed)
+{
+    return number_run_isa(p, end, commas, closed, ISA_AVX2);
+}
+
+AVX2_INSTANCE static const unsigned char *
+string_blocks_avx2(const unsigned char *p, const unsigned char *end)
+{
+    return string_blocks_isa(p, end, ISA_AVX2);
+}
+#endif
+
+/* Whether this CPU (and its OS) runs the AVX2 instances. */
+static bool cpu_has_avx2(void)
+{
+#if defined(BLOCK_AVX2)
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("bmi") &&
+           __builtin_cpu_supports("popcnt");
+#else
+    return false;
+#endif
+}
+
+static const unsigned char *number_run(const unsigned char *p,
+                                       const unsigned char *end,
+                                       uint64_t *commas, bool *closed,
+                                       bool avx2)
+{
+#if defined(BLOCK_AVX2)
+    if (avx2) {
+        return number_run_avx2(p, end, commas, closed);
+    }
+#endif
+    (void)avx2;
+    return number_run_base(p, end, commas, closed);
+}
+
+static const unsigned char *string_blocks(const unsigned char *p,
+                                          const unsigned char *end, bool avx2)
+{
+#if defined(BLOCK_AVX2)
+    if (avx2) {
+        return string_blocks_avx2(p, end);
+    }
+#endif
+    (void)avx2;
+    return string_blocks_base(p, end);
+}
+
 /* The elements of the array top from p, a number byte where a value may
  * stand (value_begins has passed), as long as they are plain numbers:
  * embeddings are most of a checkpoint. An element of an array is never an
@@ -1174,14 +1569,15 @@ static const unsigned char *number_run(const unsigned char *p,
  * plain. */
 static const unsigned char *number_elements(struct frame *top,
                                             const unsigned char *p,
-                                            const unsigned char *end)
+                                            const unsigned char *end,
+                                            bool avx2)
 {
     uint64_t index = top->index;
     const unsigned char *r = p;
     for (;;) {
         uint64_t commas;
         bool closed;
-        r = number_run(r, end, &commas, &closed);
+        r = number_run(r, end, &commas, &closed, avx2);
         index += commas;
         if (closed) {
             break;
@@ -1585,108 +1981,6 @@ plain_escape(const unsigned char *p, const unsigned char *end)
     return 0;
 }
 
-/* Escapes and plain bytes a block at a time. */
-struct string_masks {
-    uint64_t quote, bslash, odd; /* odd: a control byte or not ASCII */
-};
-
-static inline void string_classify(const unsigned char *p,
-                                   struct string_masks *m)
-{
-#if defined(BLOCK_SSE2)
-    struct vblock v = load_block(p);
-    m->quote = block_eq(v, '"');
-    m->bslash = block_eq(v, '\\');
-    m->odd = block_lt(v, 0x20); /* signed: bytes >= 0x80 too */
-#else
-    memset(m, 0, sizeof *m);
-    for (unsigned i = 0; i < BLOCK; i++) {
-        uint64_t bit = (uint64_t)1 << i;
-        unsigned char c = p[i];
-        m->quote |= c == '"' ? bit : 0;
-        m->bslash |= c == '\\' ? bit : 0;
-        m->odd |= c < 0x20 || c >= 0x80 ? bit : 0;
-    }
-#endif
-}
-
-/* The value of the four hex digits at s, above 0xFFFF when they are not
- * four hex digits (-1 shifted left keeps its high bits). */
-static inline uint32_t hex4_or_big(const unsigned char *s)
-{
-    return (uint32_t)json_hex_value[s[0]] << 12 |
-           (uint32_t)json_hex_value[s[1]] << 8 |
-           (uint32_t)json_hex_value[s[2]] << 4 | (uint32_t)json_hex_value[s[3]];
-}
-
-/* String text from p, a backslash that starts an escape, to the first
- * byte the careful path must see: the closing quote, a control or
- * non-ASCII byte, or an escape that is not kept as it is (a bad one,
- * \u0000, a surrogate without its partner in the same block). Blocks go
- * at a fixed stride; an escape that runs over the end of one is checked
- * with it (BLOCK + 16 bytes are readable) and its bytes in the next are
- * no stop. Returns p itself when the escape at p is such a one. */
-static const unsigned char *string_blocks(const unsigned char *p,
-                                          const unsigned char *end)
-{
-    const unsigned char *base = p;
-    uint64_t c_esc = 0;   /* byte 0 is escaped by the block before */
-    uint64_t prev_es = 0; /* escape starts of the block before */
-    while (end - base >= BLOCK + 16) {
-        struct string_masks m;
-        string_classify(base, &m);
-        /* A backslash starts an escape when an even number of them stand
-         * right before it: in a run of them, every other one from the
-         * first. Adding a run's first bit to the run clears it, which
-         * tells the runs that start at an even position. */
-        uint64_t bs = m.bslash & ~c_esc;
-        uint64_t first = bs & ~(bs << 1);
-        uint64_t even_runs = bs & ~(bs + (first & even_bits));
-        uint64_t es = (even_runs & even_bits) | (bs & ~even_runs & ~even_bits);
-        uint64_t escaped = es << 1 | c_esc;
-        uint64_t stop = (m.quote & ~escaped) | m.odd;
-        /* Escapes of something other than a backslash: check them (one
-         * of a backslash at bit 63 is checked too, and passes). */
-        uint64_t check = es & ~(m.bslash >> 1);
-        uint64_t ok = 0, hi = 0, lo = 0;
-        for (uint64_t left = check; left != 0; left &= left - 1) {
-            unsigned k = lowest_bit(left);
-            const unsigned char *e = base + k;
-            uint64_t is_u = e[1] == 'u';
-            uint32_t v = hex4_or_big(e + 2);
-            uint64_t u_ok = (v - 1u < 0xD7FFu) | (v - 0xE000u < 0x2000u);
-            uint64_t fine = (is_u & u_ok) | ((is_u ^ 1) & escape_ok[e[1]]);
-            ok |= fine << k;
-            hi |= (is_u & (v - 0xD800u < 0x400u)) << k;
-            lo |= (is_u & (v - 0xDC00u < 0x400u)) << k;
-        }
-        /* A high surrogate needs the low one right after it. */
-        uint64_t bad = (check & ~(ok | hi | lo)) | (hi & ~(lo >> 6)) |
-                       (lo & ~(hi << 6));
-        if ((stop | bad) != 0) {
-            return base + lowest_bit(stop | bad);
-        }
-        prev_es = es;
-        c_esc = es >> 63;
-        base += BLOCK;
-    }
-    if (base == p) {
-        return p;
-    }
-    /* Stop at base, or past the escape of the block before that runs
-     * into it: \uXXXX is 6 bytes, the others 2. */
-    for (unsigned k = BLOCK - 6; k < BLOCK; k++) {
-        if ((prev_es >> k & 1) != 0) {
-            const unsigned char *e = base - BLOCK + k;
-            const unsigned char *after = e + (e[1] == 'u' ? 6 : 2);
-            if (after > base) {
-                return after;
-            }
-        }
-    }
-    return base;
-}
-
 /* Reads string bytes from p; returns where it stopped, NULL on error. */
 static const unsigned char *scan_string(sanitize *h, const unsigned char *p,
                                         const unsigned char *end)
@@ -1707,8 +2001,8 @@ static const unsigned char *scan_string(sanitize *h, const unsigned char *p,
             return p + 1;
         }
         if (c == '\\') {
-            if (!h->hi_pending && end - p >= BLOCK + 16) {
-                const unsigned char *q = string_blocks(p, end);
+            if (!h->hi_pending) {
+                const unsigned char *q = string_blocks(p, end, h->avx2);
                 if (q != p) {
                     p = q;
                     continue;
@@ -1958,7 +2252,8 @@ static const unsigned char *scan_value(sanitize *h, const unsigned char *p,
                 return misplaced(h, p);
             }
             if (top != NULL && !top->is_map) {
-                const unsigned char *q = number_elements(top, p, end);
+                const unsigned char *q =
+                    number_elements(top, p, end, h->avx2);
                 if (q != p) {
                     p = q;
                     continue;
@@ -2019,6 +2314,7 @@ sanitize *sanitize_new(const sanitize_options *opts)
     if (h->opt.max_paths == 0) {
         h->opt.max_paths = SANITIZE_DEFAULT_MAX_PATHS;
     }
+    h->avx2 = cpu_has_avx2();
     if (yajl_pool_init(&h->alloc) != 0) {
         free(h);
         return NULL;
