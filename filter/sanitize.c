@@ -91,6 +91,9 @@ struct frame {
     uint64_t index;       /* array: index of the current element */
     size_t key_start;     /* map: the current key, raw, in h->keys */
     size_t key_len;
+    /* map: the current key in the chunk, not copied to h->keys yet (it
+     * is when a container opens under it or the chunk ends) */
+    const unsigned char *key_ptr;
 };
 
 struct sanitize {
@@ -470,7 +473,27 @@ static int push_frame(sanitize *h, bool is_map)
     f->index = 0;
     f->key_start = h->keys.len;
     f->key_len = 0;
+    f->key_ptr = NULL;
     return 0;
+}
+
+/* The current key of the map frame f, raw. */
+static const char *frame_key(const sanitize *h, const struct frame *f)
+{
+    return f->key_ptr != NULL ? (const char *)f->key_ptr
+                              : h->keys.data + f->key_start;
+}
+
+/* Copies the key of f that is still in the chunk into h->keys. */
+static int key_keep(sanitize *h, struct frame *f)
+{
+    if (f->key_ptr == NULL) {
+        return 0;
+    }
+    const unsigned char *k = f->key_ptr;
+    f->key_ptr = NULL;
+    h->keys.len = f->key_start;
+    return ng_buf_append(&h->keys, k, f->key_len);
 }
 
 /* Decodes raw JSON string bytes (with the repairs) into dst: returns the
@@ -550,8 +573,7 @@ static int record_path(sanitize *h)
         if (len == 0) {
             continue; /* "" is an empty token (keys.data may be NULL) */
         }
-        const unsigned char *raw =
-            (const unsigned char *)h->keys.data + f->key_start;
+        const unsigned char *raw = (const unsigned char *)frame_key(h, f);
         const char *key = (const char *)raw;
         if (!key_is_plain(raw, len)) {
             ng_buf *dec = &h->path_key;
@@ -625,7 +647,10 @@ static int container_open(sanitize *h, const unsigned char *p, bool is_map)
             h->fields[field].span_len = 0;
         }
     }
-    if (push_frame(h, is_map) != 0) {
+    /* The key this container is under must outlive the chunk. */
+    struct frame *parent = top_frame(h);
+    if ((parent != NULL && key_keep(h, parent) != 0) ||
+        push_frame(h, is_map) != 0) {
         fail(h, SANITIZE_ENOMEM, offset_at(h, p), "out of memory");
         return -1;
     }
@@ -677,6 +702,7 @@ static void string_begin(sanitize *h, const unsigned char *p, bool is_key)
     h->cap = CAP_NONE;
     if (h->str_is_key) {
         h->keys.len = top->key_start;
+        top->key_ptr = NULL;
         h->cap = CAP_KEY;
     } else if (current_field(h) >= 0) {
         ng_buf_clear(&h->raw);
@@ -703,7 +729,7 @@ static int field_of_key(sanitize *h, const struct frame *f)
     if (len == 0) {
         return -1; /* no field has an empty name */
     }
-    const char *k = h->keys.data + f->key_start;
+    const char *k = frame_key(h, f);
     if (memchr(k, '\\', len) != NULL) {
         k = decode_into(&h->raw, (const unsigned char *)k, len);
         if (k == NULL) {
@@ -724,13 +750,19 @@ static int field_of_key(sanitize *h, const struct frame *f)
 static int string_end(sanitize *h, const unsigned char *p)
 {
     h->state = ST_VALUE;
-    if (capture(h, p) != 0) {
-        fail(h, SANITIZE_ENOMEM, offset_at(h, p), "out of memory");
-        return -1;
-    }
     if (h->str_is_key) {
         struct frame *top = top_frame(h);
-        top->key_len = h->keys.len - top->key_start;
+        if (h->keys.len == top->key_start) {
+            /* All of it in this chunk: no copy for now. */
+            top->key_ptr = h->cap_from;
+            top->key_len = (size_t)(p - h->cap_from);
+        } else {
+            if (capture(h, p) != 0) {
+                fail(h, SANITIZE_ENOMEM, offset_at(h, p), "out of memory");
+                return -1;
+            }
+            top->key_len = h->keys.len - top->key_start;
+        }
         top->expect = EXP_COLON;
         if (h->nframes == 1) {
             h->cur_field = field_of_key(h, top);
@@ -742,6 +774,10 @@ static int string_end(sanitize *h, const unsigned char *p)
         h->key_repaired_member = h->member;
         h->key_repaired_depth = h->nframes;
         return 0;
+    }
+    if (capture(h, p) != 0) {
+        fail(h, SANITIZE_ENOMEM, offset_at(h, p), "out of memory");
+        return -1;
     }
     if (h->str_dirty && value_repaired(h) != 0) {
         return -1;
@@ -2441,6 +2477,12 @@ sanitize_status sanitize_feed(sanitize *h, const char *buf, size_t len)
         }
     }
     if (p != NULL && in_string(h) && capture(h, end) != 0) {
+        fail(h, SANITIZE_ENOMEM, h->chunk_off + len, "out of memory");
+        p = NULL;
+    }
+    /* Only the innermost key can still be in the chunk. */
+    struct frame *top = top_frame(h);
+    if (p != NULL && top != NULL && key_keep(h, top) != 0) {
         fail(h, SANITIZE_ENOMEM, h->chunk_off + len, "out of memory");
         p = NULL;
     }
