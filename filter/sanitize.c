@@ -504,26 +504,19 @@ static const char *decode_into(ng_buf *dst, const unsigned char *s, size_t n)
     return json_decode_repaired(s, n, dst) == 0 ? dst->data : NULL;
 }
 
-/* Appends s as a JSON Pointer token: '~' and '/' become "~0" and "~1". */
-static int put_pointer_token(ng_buf *dst, const char *s, size_t n)
+/* Writes s at out as a JSON Pointer token ('~' and '/' become "~0" and
+ * "~1"); returns the end. */
+static char *put_pointer_token(char *out, const char *s, size_t n)
 {
-    for (;;) {
-        size_t run = 0;
-        while (run < n && s[run] != '~' && s[run] != '/') {
-            run++;
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+        if (c == '~' || c == '/') {
+            *out++ = '~';
+            c = c == '~' ? '0' : '1';
         }
-        if (ng_buf_append(dst, s, run) != 0) {
-            return -1;
-        }
-        if (run == n) {
-            return 0;
-        }
-        if (ng_buf_append(dst, s[run] == '~' ? "~0" : "~1", 2) != 0) {
-            return -1;
-        }
-        s += run + 1;
-        n -= run + 1;
+        *out++ = c;
     }
+    return out;
 }
 
 /* Whether raw key text decodes to itself: no escape, all ASCII. */
@@ -550,23 +543,31 @@ static int record_path(sanitize *h)
             return -1;
         }
     }
-    size_t start = h->paths.len;
+    /* Room for all of it at once: a raw key decodes to at most 3 bytes
+     * a byte (one invalid byte becomes U+FFFD), each doubled at most by
+     * "~0"/"~1"; an index has at most 20 digits. */
+    size_t need = 1;
     for (size_t i = 0; i < h->nframes; i++) {
         const struct frame *f = &h->frames[i];
-        if (ng_buf_append(&h->paths, "/", 1) != 0) {
-            return -1;
-        }
+        need += 1 + (f->is_map ? 6 * f->key_len : 20);
+    }
+    if (ng_buf_reserve(&h->paths, need) != 0) {
+        return -1;
+    }
+    char *out = h->paths.data + h->paths.len;
+    for (size_t i = 0; i < h->nframes; i++) {
+        const struct frame *f = &h->frames[i];
+        *out++ = '/';
         if (!f->is_map) {
-            char num[24];
+            char num[20];
             size_t k = sizeof num;
             uint64_t v = f->index;
             do {
                 num[--k] = (char)('0' + v % 10);
                 v /= 10;
             } while (v != 0);
-            if (ng_buf_append(&h->paths, num + k, sizeof num - k) != 0) {
-                return -1;
-            }
+            memcpy(out, num + k, sizeof num - k);
+            out += sizeof num - k;
             continue;
         }
         size_t len = f->key_len;
@@ -584,14 +585,11 @@ static int record_path(sanitize *h)
             key = dec->data;
             len = dec->len;
         }
-        if (put_pointer_token(&h->paths, key, len) != 0) {
-            return -1;
-        }
+        out = put_pointer_token(out, key, len);
     }
-    if (ng_buf_append(&h->paths, "", 1) != 0) {
-        return -1;
-    }
-    h->path_offs[h->npaths++] = start;
+    *out++ = '\0';
+    h->path_offs[h->npaths++] = h->paths.len;
+    h->paths.len = (size_t)(out - h->paths.data);
     return 0;
 }
 
