@@ -2179,6 +2179,32 @@ static const unsigned char *misplaced(sanitize *h, const unsigned char *p)
     return halt(h, p, SANITIZE_EMALFORMED, offset_at(h, p), msg);
 }
 
+/* Rows of a matrix (embeddings): q is just after the last number of the
+ * array top, itself an element of an array. When "], [" and a number
+ * follow, the row's frame is reused for the next row in place, which is
+ * what closing one and opening the other would leave (neither is an
+ * envelope field, the depth is the same). Returns the number, or NULL. */
+static const unsigned char *next_row(sanitize *h, struct frame *top,
+                                     const unsigned char *q,
+                                     const unsigned char *end)
+{
+    if (end - q < 5 || q[0] != ']' || q[1] != ',' ||
+        top->expect != EXP_COMMA_OR_CLOSE || h->nframes < 2) {
+        return NULL;
+    }
+    struct frame *parent = &h->frames[h->nframes - 2];
+    const unsigned char *r = q + 2;
+    r += *r == ' ';
+    if (parent->is_map || parent->expect != EXP_COMMA_OR_CLOSE ||
+        end - r < 2 || r[0] != '[' || value_class[r[1]] != V_NUMBER) {
+        return NULL;
+    }
+    parent->index++;
+    top->index = 0;
+    top->expect = EXP_VALUE_OR_CLOSE;
+    return r + 1;
+}
+
 static const unsigned char *scan_value(sanitize *h, const unsigned char *p,
                                        const unsigned char *end)
 {
@@ -2188,6 +2214,7 @@ static const unsigned char *scan_value(sanitize *h, const unsigned char *p,
     while (p < end) {
         unsigned char c = *p;
         enum vclass cls = value_class[c];
+        const unsigned char *q;
         if (cls == V_SPACE) {
             p++;
             continue;
@@ -2278,10 +2305,22 @@ static const unsigned char *scan_value(sanitize *h, const unsigned char *p,
             if (top != NULL && top->is_map &&
                 (top->expect == EXP_KEY || top->expect == EXP_KEY_OR_CLOSE)) {
             key:
-                string_begin(h, p, true);
-                p = scan_string(h, p + 1, end);
-                if (p == NULL || h->state != ST_VALUE) {
-                    return p;
+                q = skip_plain(p + 1, end);
+                if (q < end && *q == '"' && h->nframes != 1) {
+                    /* Plain and whole in the chunk, and no envelope
+                     * member: all string_end would do. */
+                    h->keys.len = top->key_start;
+                    top->key_ptr = p + 1;
+                    top->key_len = (size_t)(q - (p + 1));
+                    top->expect = EXP_COLON;
+                    h->member++;
+                    p = q + 1;
+                } else {
+                    string_begin(h, p, true);
+                    p = scan_string(h, q, end);
+                    if (p == NULL || h->state != ST_VALUE) {
+                        return p;
+                    }
                 }
                 /* The ':' that follows, and its space. */
                 if (p < end && *p == ':') {
@@ -2294,11 +2333,19 @@ static const unsigned char *scan_value(sanitize *h, const unsigned char *p,
             if (value_begins_in(top) != 0) {
                 return misplaced(h, p);
             }
-            string_begin(h, p, false);
-            /* Most strings end in the chunk: go on here when it does. */
-            p = scan_string(h, p + 1, end);
-            if (p == NULL || h->state != ST_VALUE) {
-                return p;
+            q = skip_plain(p + 1, end);
+            if (q < end && *q == '"' && top != NULL && current_field(h) < 0) {
+                /* Plain, whole, and no envelope member: nothing to do
+                 * but go past it. */
+                p = q + 1;
+            } else {
+                string_begin(h, p, false);
+                /* Most strings end in the chunk: go on here when they
+                 * do. The bytes up to q are plain. */
+                p = scan_string(h, q, end);
+                if (p == NULL || h->state != ST_VALUE) {
+                    return p;
+                }
             }
             if (top != NULL && p < end && *p == ',') {
                 goto comma;
@@ -2310,14 +2357,19 @@ static const unsigned char *scan_value(sanitize *h, const unsigned char *p,
                 return misplaced(h, p);
             }
             if (top != NULL && !top->is_map) {
-                const unsigned char *q =
-                    number_elements(top, p, end, h->avx2);
+                q = number_elements(top, p, end, h->avx2);
                 if (q != p) {
                     p = q;
+                    q = next_row(h, top, p, end);
+                    if (q != NULL) {
+                        p = q;
+                        c = *p;
+                        goto number;
+                    }
                     continue;
                 }
             }
-            const unsigned char *q = plain_number(p, end);
+            q = plain_number(p, end);
             if (q != NULL) {
                 scalar_done(h, SANITIZE_TYPE_NUMBER);
                 p = q;
