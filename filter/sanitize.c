@@ -2389,6 +2389,23 @@ static const unsigned char *scan_value(sanitize *h, const unsigned char *p,
             if (value_begins_in(top) != 0) {
                 return misplaced(h, p);
             }
+            if (end - p > 5) {
+                /* null, true, false whole in the chunk, and not run on
+                 * ("nullx", "true1"): kept as they are. */
+                size_t n = memcmp(p, "null", 4) == 0 || memcmp(p, "true", 4) == 0
+                               ? 4
+                           : memcmp(p, "false", 5) == 0 ? 5
+                                                        : 0;
+                if (n != 0 && !runs_on(h, p + n)) {
+                    scalar_done(h, c == 'n' ? SANITIZE_TYPE_NULL
+                                            : SANITIZE_TYPE_BOOL);
+                    p += n;
+                    if (top != NULL && p < end && *p == ',') {
+                        goto comma;
+                    }
+                    continue;
+                }
+            }
             tok_begin(h, p);
             h->state = ST_WORD;
             h->word_len = 0;
