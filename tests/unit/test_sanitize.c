@@ -420,6 +420,18 @@ static void test_paths(void **state)
     assert_int_equal(sanitize_path_count(h), 1);
     assert_string_equal(sanitize_path(h, 0), "/k\xEF\xBF\xBD");
 
+    /* A repaired key, then another member whose value is repaired: two
+     * paths (the members are told apart, nested and at the top). */
+    const char *two = "{\"x\": {\"k\\u0000\": 1, \"b\": NaN}, "
+                      "\"k\\u0000\": 2, \"c\": NaN}";
+    run_input(h, two, strlen(two), 0, &r);
+    assert_int_equal(r.status, SANITIZE_OK);
+    assert_int_equal(sanitize_path_count(h), 4);
+    assert_string_equal(sanitize_path(h, 0), "/x/k\xEF\xBF\xBD");
+    assert_string_equal(sanitize_path(h, 1), "/x/b");
+    assert_string_equal(sanitize_path(h, 2), "/k\xEF\xBF\xBD");
+    assert_string_equal(sanitize_path(h, 3), "/c");
+
     /* Only the first max_paths are kept; counts go on. */
     sanitize_options o = {.max_paths = 2};
     sanitize *few = sanitize_new(&o);
