@@ -22,6 +22,18 @@
  * Errors: the scanner's own errors (a bad literal, a bad escape, depth) are
  * raised only after yajl has seen the text before them, so that an earlier
  * grammar error is always the one reported, however the input was cut.
+ *
+ * Speed: the scanner's cost adds to yajl's, so the common shapes of a
+ * checkpoint take short ways, each of which only skips text it has proved
+ * needs nothing and leaves everything else to the byte-wise path at a
+ * token boundary: runs of array numbers and of escaped string text are
+ * checked 64 bytes at a time from bit masks (see "Blocks"), plain keys
+ * and short strings end inside scan_value, and the token that usually
+ * comes next (',' after a value, a key after ',', '[' after ", " in an
+ * array) is taken without the dispatch on its class. The byte-wise path
+ * alone decides output and errors, so a short way changes neither; the
+ * tests compare whole inputs with the same fed a byte at a time (which
+ * never takes a block path).
  */
 #include "sanitize.h"
 
@@ -91,10 +103,14 @@ struct frame {
     uint64_t index;       /* array: index of the current element */
     size_t key_start;     /* map: the current key, raw, in h->keys */
     size_t key_len;
+    /* map: the current key in the chunk, not copied to h->keys yet (it
+     * is when a container opens under it or the chunk ends) */
+    const unsigned char *key_ptr;
 };
 
 struct sanitize {
     sanitize_options opt;
+    bool avx2; /* the block paths use AVX2 */
     yajl_handle yajl;
     yajl_alloc_funcs alloc;
     sanitize_write_fn write;
@@ -469,7 +485,27 @@ static int push_frame(sanitize *h, bool is_map)
     f->index = 0;
     f->key_start = h->keys.len;
     f->key_len = 0;
+    f->key_ptr = NULL;
     return 0;
+}
+
+/* The current key of the map frame f, raw. */
+static const char *frame_key(const sanitize *h, const struct frame *f)
+{
+    return f->key_ptr != NULL ? (const char *)f->key_ptr
+                              : h->keys.data + f->key_start;
+}
+
+/* Copies the key of f that is still in the chunk into h->keys. */
+static int key_keep(sanitize *h, struct frame *f)
+{
+    if (f->key_ptr == NULL) {
+        return 0;
+    }
+    const unsigned char *k = f->key_ptr;
+    f->key_ptr = NULL;
+    h->keys.len = f->key_start;
+    return ng_buf_append(&h->keys, k, f->key_len);
 }
 
 /* Decodes raw JSON string bytes (with the repairs) into dst: returns the
@@ -478,6 +514,32 @@ static const char *decode_into(ng_buf *dst, const unsigned char *s, size_t n)
 {
     ng_buf_clear(dst);
     return json_decode_repaired(s, n, dst) == 0 ? dst->data : NULL;
+}
+
+/* Writes s at out as a JSON Pointer token ('~' and '/' become "~0" and
+ * "~1"); returns the end. */
+static char *put_pointer_token(char *out, const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+        if (c == '~' || c == '/') {
+            *out++ = '~';
+            c = c == '~' ? '0' : '1';
+        }
+        *out++ = c;
+    }
+    return out;
+}
+
+/* Whether raw key text decodes to itself: no escape, all ASCII. */
+static bool key_is_plain(const unsigned char *k, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (k[i] == '\\' || k[i] >= 0x80) {
+            return false;
+        }
+    }
+    return true;
 }
 
 /* Appends the JSON Pointer of the current value to the report. */
@@ -493,44 +555,53 @@ static int record_path(sanitize *h)
             return -1;
         }
     }
-    size_t start = h->paths.len;
+    /* Room for all of it at once: a raw key decodes to at most 3 bytes
+     * a byte (one invalid byte becomes U+FFFD), each doubled at most by
+     * "~0"/"~1"; an index has at most 20 digits. */
+    size_t need = 1;
     for (size_t i = 0; i < h->nframes; i++) {
         const struct frame *f = &h->frames[i];
-        if (ng_buf_putc(&h->paths, '/') != 0) {
-            return -1;
-        }
-        if (!f->is_map) {
-            char num[24];
-            int n =
-                snprintf(num, sizeof num, "%llu", (unsigned long long)f->index);
-            if (ng_buf_append(&h->paths, num, (size_t)n) != 0) {
-                return -1;
-            }
-            continue;
-        }
-        ng_buf *key = &h->path_key;
-        ng_buf_clear(key);
-        if (f->key_len > 0 &&
-            json_decode_repaired((const unsigned char *)h->keys.data +
-                                     f->key_start,
-                                 f->key_len, key) != 0) {
-            return -1;
-        }
-        int rc = 0;
-        for (size_t j = 0; j < key->len && rc == 0; j++) {
-            char c = key->data[j];
-            rc = c == '~'   ? ng_buf_append(&h->paths, "~0", 2)
-                 : c == '/' ? ng_buf_append(&h->paths, "~1", 2)
-                            : ng_buf_putc(&h->paths, c);
-        }
-        if (rc != 0) {
-            return -1;
-        }
+        need += 1 + (f->is_map ? 6 * f->key_len : 20);
     }
-    if (ng_buf_putc(&h->paths, '\0') != 0) {
+    if (ng_buf_reserve(&h->paths, need) != 0) {
         return -1;
     }
-    h->path_offs[h->npaths++] = start;
+    char *out = h->paths.data + h->paths.len;
+    for (size_t i = 0; i < h->nframes; i++) {
+        const struct frame *f = &h->frames[i];
+        *out++ = '/';
+        if (!f->is_map) {
+            char num[20];
+            size_t k = sizeof num;
+            uint64_t v = f->index;
+            do {
+                num[--k] = (char)('0' + v % 10);
+                v /= 10;
+            } while (v != 0);
+            memcpy(out, num + k, sizeof num - k);
+            out += sizeof num - k;
+            continue;
+        }
+        size_t len = f->key_len;
+        if (len == 0) {
+            continue; /* "" is an empty token (keys.data may be NULL) */
+        }
+        const unsigned char *raw = (const unsigned char *)frame_key(h, f);
+        const char *key = (const char *)raw;
+        if (!key_is_plain(raw, len)) {
+            ng_buf *dec = &h->path_key;
+            ng_buf_clear(dec);
+            if (json_decode_repaired(raw, len, dec) != 0) {
+                return -1;
+            }
+            key = dec->data;
+            len = dec->len;
+        }
+        out = put_pointer_token(out, key, len);
+    }
+    *out++ = '\0';
+    h->path_offs[h->npaths++] = h->paths.len;
+    h->paths.len = (size_t)(out - h->paths.data);
     return 0;
 }
 
@@ -586,7 +657,10 @@ static int container_open(sanitize *h, const unsigned char *p, bool is_map)
             h->fields[field].span_len = 0;
         }
     }
-    if (push_frame(h, is_map) != 0) {
+    /* The key this container is under must outlive the chunk. */
+    struct frame *parent = top_frame(h);
+    if ((parent != NULL && key_keep(h, parent) != 0) ||
+        push_frame(h, is_map) != 0) {
         fail(h, SANITIZE_ENOMEM, offset_at(h, p), "out of memory");
         return -1;
     }
@@ -615,9 +689,8 @@ static void container_close(sanitize *h, const unsigned char *p)
 /* A value begins here: the grammar must allow one. The container it is in
  * then waits for ',' or its end. Returns 0, or -1 when no value may stand
  * here. */
-static int value_begins(sanitize *h)
+static int value_begins_in(struct frame *top)
 {
-    struct frame *top = top_frame(h);
     if (top == NULL) {
         return 0;
     }
@@ -639,6 +712,7 @@ static void string_begin(sanitize *h, const unsigned char *p, bool is_key)
     h->cap = CAP_NONE;
     if (h->str_is_key) {
         h->keys.len = top->key_start;
+        top->key_ptr = NULL;
         h->cap = CAP_KEY;
     } else if (current_field(h) >= 0) {
         ng_buf_clear(&h->raw);
@@ -665,7 +739,7 @@ static int field_of_key(sanitize *h, const struct frame *f)
     if (len == 0) {
         return -1; /* no field has an empty name */
     }
-    const char *k = h->keys.data + f->key_start;
+    const char *k = frame_key(h, f);
     if (memchr(k, '\\', len) != NULL) {
         k = decode_into(&h->raw, (const unsigned char *)k, len);
         if (k == NULL) {
@@ -686,13 +760,19 @@ static int field_of_key(sanitize *h, const struct frame *f)
 static int string_end(sanitize *h, const unsigned char *p)
 {
     h->state = ST_VALUE;
-    if (capture(h, p) != 0) {
-        fail(h, SANITIZE_ENOMEM, offset_at(h, p), "out of memory");
-        return -1;
-    }
     if (h->str_is_key) {
         struct frame *top = top_frame(h);
-        top->key_len = h->keys.len - top->key_start;
+        if (h->keys.len == top->key_start) {
+            /* All of it in this chunk: no copy for now. */
+            top->key_ptr = h->cap_from;
+            top->key_len = (size_t)(p - h->cap_from);
+        } else {
+            if (capture(h, p) != 0) {
+                fail(h, SANITIZE_ENOMEM, offset_at(h, p), "out of memory");
+                return -1;
+            }
+            top->key_len = h->keys.len - top->key_start;
+        }
         top->expect = EXP_COLON;
         if (h->nframes == 1) {
             h->cur_field = field_of_key(h, top);
@@ -704,6 +784,10 @@ static int string_end(sanitize *h, const unsigned char *p)
         h->key_repaired_member = h->member;
         h->key_repaired_depth = h->nframes;
         return 0;
+    }
+    if (capture(h, p) != 0) {
+        fail(h, SANITIZE_ENOMEM, offset_at(h, p), "out of memory");
+        return -1;
     }
     if (h->str_dirty && value_repaired(h) != 0) {
         return -1;
@@ -886,6 +970,689 @@ plain_number(const unsigned char *p, const unsigned char *end)
         return NULL;
     }
     return q;
+}
+
+/* ------------------------------------------------------------------------
+ * Blocks: 64 bytes looked at together. A classifier turns them into bit
+ * masks, bit i standing for byte i, so that a whole run of numbers or of
+ * string text is checked with a few word operations and no branch per
+ * token. A block path only skips what it has proved needs nothing (no
+ * repair, no error); anything else is left to the byte-wise scanner,
+ * which stays the one authority on output, errors and their offsets.
+ *
+ * The masks come from AVX2 (chosen at run time when the CPU has it),
+ * SSE2 (every x86-64) or plain C; the checks on them are the same code,
+ * instantiated once per way.
+ */
+#define BLOCK 64
+
+enum block_isa { ISA_C, ISA_SSE2, ISA_AVX2 };
+
+#if defined(__SSE2__) && !defined(NANGUARD_NO_SIMD)
+#define BLOCK_SSE2 1
+#define ISA_BASE ISA_SSE2
+#else
+#define ISA_BASE ISA_C
+#endif
+
+#if defined(BLOCK_SSE2) && defined(__x86_64__) && defined(__GNUC__) &&     \
+    !defined(NANGUARD_NO_AVX2)
+#define BLOCK_AVX2 1
+#include <immintrin.h>
+#define AVX2_TARGET __attribute__((target("avx2,bmi,popcnt")))
+/* An instance: everything it calls inlined, so that the masks stay in
+ * registers. */
+#define AVX2_INSTANCE __attribute__((target("avx2,bmi,popcnt"), flatten))
+#endif
+
+static const uint64_t even_bits = UINT64_C(0x5555555555555555);
+
+static inline unsigned popcount_isa(uint64_t x, enum block_isa isa)
+{
+    if (isa == ISA_AVX2) {
+        return (unsigned)__builtin_popcountll(x); /* POPCNT there */
+    }
+    x -= (x >> 1) & even_bits;
+    x = (x & UINT64_C(0x3333333333333333)) +
+        ((x >> 2) & UINT64_C(0x3333333333333333));
+    x = (x + (x >> 4)) & UINT64_C(0x0F0F0F0F0F0F0F0F);
+    return (unsigned)((x * UINT64_C(0x0101010101010101)) >> 56);
+}
+
+static inline unsigned lowest_bit(uint64_t x) /* x != 0 */
+{
+    return (unsigned)__builtin_ctzll(x);
+}
+
+static inline unsigned highest_bit(uint64_t x) /* x != 0 */
+{
+    return 63u - (unsigned)__builtin_clzll(x);
+}
+
+/* Bits below bit n (n <= 64). */
+static inline uint64_t bits_below(unsigned n)
+{
+    return n >= 64 ? ~(uint64_t)0 : ((uint64_t)1 << n) - 1;
+}
+
+/* The mask of the bytes n places on (1 <= n <= 63): bit i of the result
+ * is bit i + n of the block, taken from the next block past the end. */
+static inline uint64_t ahead(uint64_t cur, uint64_t next, unsigned n)
+{
+    return cur >> n | next << (64 - n);
+}
+
+/* a + b + carry, the carry out in *carry. */
+static inline uint64_t add_carry(uint64_t a, uint64_t b, uint64_t *carry)
+{
+    uint64_t s1, s2;
+    bool c1 = __builtin_add_overflow(a, b, &s1);
+    bool c2 = __builtin_add_overflow(s1, *carry, &s2);
+    *carry = (uint64_t)(c1 | c2);
+    return s2;
+}
+
+/* What a block is looked at for. */
+struct number_masks {
+    uint64_t digit, minus, dot, comma, space, zero;
+};
+
+struct string_masks {
+    uint64_t quote, bslash;
+    uint64_t ctl;       /* a control byte, or not ASCII */
+    uint64_t u, hex;    /* 'u'; a hex digit */
+    uint64_t d, zero;   /* 'd' or 'D'; '0' */
+    uint64_t ge8, gec;  /* a hex digit of 8 or more; of 0xC or more */
+    uint64_t simple;    /* what may follow a backslash but 'u' (some) */
+    /* The classes from u on are not set by SSE2: see escapes_bad_each. */
+};
+
+/* Plain C, a byte at a time. */
+static void number_classify_c(const unsigned char *p, struct number_masks *m)
+{
+    memset(m, 0, sizeof *m);
+    for (unsigned i = 0; i < BLOCK; i++) {
+        uint64_t bit = (uint64_t)1 << i;
+        unsigned char c = p[i];
+        m->digit |= (unsigned)(c - '0') < 10 ? bit : 0;
+        m->minus |= c == '-' ? bit : 0;
+        m->dot |= c == '.' ? bit : 0;
+        m->comma |= c == ',' ? bit : 0;
+        m->space |= c == ' ' ? bit : 0;
+        m->zero |= c == '0' ? bit : 0;
+    }
+}
+
+static void string_classify_c(const unsigned char *p, struct string_masks *m)
+{
+    memset(m, 0, sizeof *m);
+    for (unsigned i = 0; i < BLOCK; i++) {
+        uint64_t bit = (uint64_t)1 << i;
+        unsigned char c = p[i];
+        int v = json_hex_value[c];
+        m->quote |= c == '"' ? bit : 0;
+        m->bslash |= c == '\\' ? bit : 0;
+        m->ctl |= c < 0x20 || c >= 0x80 ? bit : 0;
+        m->u |= c == 'u' ? bit : 0;
+        m->hex |= v >= 0 ? bit : 0;
+        m->d |= v == 0xD ? bit : 0;
+        m->zero |= c == '0' ? bit : 0;
+        m->ge8 |= v >= 8 ? bit : 0;
+        m->gec |= v >= 0xC ? bit : 0;
+        m->simple |= c == '"' || c == '\\' || c == 'n' || c == 't' ||
+                             c == 'r'
+                         ? bit
+                         : 0;
+    }
+}
+
+/* The same with vectors: signed byte compares, so that a range test is
+ * an add and a compare, and bytes >= 0x80 count as below 0x20. */
+#if defined(BLOCK_SSE2)
+/* A block in four vectors; a class is looked for in all four at once,
+ * which keeps few vectors live. */
+struct vblock {
+    __m128i a, b, c, d;
+};
+
+static inline struct vblock load_block(const unsigned char *p)
+{
+    struct vblock v;
+    v.a = _mm_loadu_si128((const __m128i *)(const void *)p);
+    v.b = _mm_loadu_si128((const __m128i *)(const void *)(p + 16));
+    v.c = _mm_loadu_si128((const __m128i *)(const void *)(p + 32));
+    v.d = _mm_loadu_si128((const __m128i *)(const void *)(p + 48));
+    return v;
+}
+
+/* The 64 bits of four byte masks (0x00 or 0xFF per byte). */
+static inline uint64_t bits64(__m128i a, __m128i b, __m128i c, __m128i d)
+{
+    return (uint64_t)(unsigned)_mm_movemask_epi8(a) |
+           (uint64_t)(unsigned)_mm_movemask_epi8(b) << 16 |
+           (uint64_t)(unsigned)_mm_movemask_epi8(c) << 32 |
+           (uint64_t)(unsigned)_mm_movemask_epi8(d) << 48;
+}
+
+static inline uint64_t block_eq(struct vblock v, char c)
+{
+    const __m128i k = _mm_set1_epi8(c);
+    return bits64(_mm_cmpeq_epi8(v.a, k), _mm_cmpeq_epi8(v.b, k),
+                  _mm_cmpeq_epi8(v.c, k), _mm_cmpeq_epi8(v.d, k));
+}
+
+/* Bytes below c, signed. */
+static inline uint64_t block_lt(struct vblock v, char c)
+{
+    const __m128i k = _mm_set1_epi8(c);
+    return bits64(_mm_cmplt_epi8(v.a, k), _mm_cmplt_epi8(v.b, k),
+                  _mm_cmplt_epi8(v.c, k), _mm_cmplt_epi8(v.d, k));
+}
+
+/* '0' + 0x50 is -128: '0'..'9' are the ten lowest. */
+static inline uint64_t block_digits(struct vblock v)
+{
+    const __m128i shift = _mm_set1_epi8(0x50);
+    v.a = _mm_add_epi8(v.a, shift);
+    v.b = _mm_add_epi8(v.b, shift);
+    v.c = _mm_add_epi8(v.c, shift);
+    v.d = _mm_add_epi8(v.d, shift);
+    return block_lt(v, -118);
+}
+
+static inline void number_classify_sse2(const unsigned char *p,
+                                        struct number_masks *m)
+{
+    struct vblock v = load_block(p);
+    m->digit = block_digits(v);
+    m->minus = block_eq(v, '-');
+    m->dot = block_eq(v, '.');
+    m->comma = block_eq(v, ',');
+    m->space = block_eq(v, ' ');
+    m->zero = block_eq(v, '0');
+}
+
+/* SSE2 looks only for what ends a run of text: escapes are checked one
+ * by one there (all the classes would cost more than that loop). */
+static inline void string_classify_sse2(const unsigned char *p,
+                                        struct string_masks *m)
+{
+    struct vblock v = load_block(p);
+    m->quote = block_eq(v, '"');
+    m->bslash = block_eq(v, '\\');
+    m->ctl = block_lt(v, 0x20);
+}
+#endif
+
+#if defined(BLOCK_AVX2)
+AVX2_TARGET static inline uint64_t mask32(__m256i x, unsigned shift)
+{
+    return (uint64_t)(uint32_t)_mm256_movemask_epi8(x) << shift;
+}
+
+AVX2_TARGET static inline __m256i eq32(__m256i v, char c)
+{
+    return _mm256_cmpeq_epi8(v, _mm256_set1_epi8(c));
+}
+
+/* a < b, signed bytes */
+AVX2_TARGET static inline __m256i lt32(__m256i a, char b)
+{
+    return _mm256_cmpgt_epi8(_mm256_set1_epi8(b), a);
+}
+
+AVX2_TARGET static inline void
+number_classify32(const unsigned char *p, struct number_masks *m,
+                  unsigned shift)
+{
+    __m256i v = _mm256_loadu_si256((const __m256i *)(const void *)p);
+    __m256i digit = lt32(_mm256_add_epi8(v, _mm256_set1_epi8(0x50)), -118);
+    m->digit |= mask32(digit, shift);
+    m->minus |= mask32(eq32(v, '-'), shift);
+    m->dot |= mask32(eq32(v, '.'), shift);
+    m->comma |= mask32(eq32(v, ','), shift);
+    m->space |= mask32(eq32(v, ' '), shift);
+    m->zero |= mask32(eq32(v, '0'), shift);
+}
+
+AVX2_TARGET static inline void number_classify_avx2(const unsigned char *p,
+                                                    struct number_masks *m)
+{
+    *m = (struct number_masks){0};
+    number_classify32(p, m, 0);
+    number_classify32(p + 32, m, 32);
+}
+
+AVX2_TARGET static inline void
+string_classify32(const unsigned char *p, struct string_masks *m,
+                  unsigned shift)
+{
+    __m256i v = _mm256_loadu_si256((const __m256i *)(const void *)p);
+    __m256i lower = _mm256_or_si256(v, _mm256_set1_epi8(0x20));
+    __m256i digit = lt32(_mm256_add_epi8(v, _mm256_set1_epi8(0x50)), -118);
+    __m256i letter =
+        lt32(_mm256_add_epi8(lower, _mm256_set1_epi8(0x1F)), -122);
+    __m256i quote = eq32(v, '"'), bslash = eq32(v, '\\');
+    m->quote |= mask32(quote, shift);
+    m->bslash |= mask32(bslash, shift);
+    m->ctl |= mask32(lt32(v, 0x20), shift);
+    m->u |= mask32(eq32(v, 'u'), shift);
+    m->hex |= mask32(_mm256_or_si256(digit, letter), shift);
+    m->d |= mask32(eq32(lower, 'd'), shift);
+    m->zero |= mask32(eq32(v, '0'), shift);
+    m->ge8 |= mask32(
+        _mm256_or_si256(
+            _mm256_and_si256(digit,
+                             _mm256_cmpgt_epi8(v, _mm256_set1_epi8('7'))),
+            letter),
+        shift);
+    m->gec |= mask32(
+        _mm256_and_si256(letter,
+                         _mm256_cmpgt_epi8(lower, _mm256_set1_epi8('b'))),
+        shift);
+    m->simple |= mask32(
+        _mm256_or_si256(
+            _mm256_or_si256(quote, bslash),
+            _mm256_or_si256(_mm256_or_si256(eq32(v, 'n'), eq32(v, 't')),
+                            eq32(v, 'r'))),
+        shift);
+}
+
+AVX2_TARGET static inline void string_classify_avx2(const unsigned char *p,
+                                                    struct string_masks *m)
+{
+    *m = (struct string_masks){0};
+    string_classify32(p, m, 0);
+    string_classify32(p + 32, m, 32);
+}
+#endif
+
+static inline __attribute__((always_inline)) void
+number_classify(const unsigned char *p, struct number_masks *m,
+                enum block_isa isa)
+{
+#if defined(BLOCK_AVX2)
+    if (isa == ISA_AVX2) {
+        number_classify_avx2(p, m);
+        return;
+    }
+#endif
+#if defined(BLOCK_SSE2)
+    if (isa == ISA_SSE2) {
+        number_classify_sse2(p, m);
+        return;
+    }
+#endif
+    (void)isa;
+    number_classify_c(p, m);
+}
+
+static inline __attribute__((always_inline)) void
+string_classify(const unsigned char *p, struct string_masks *m,
+                enum block_isa isa)
+{
+#if defined(BLOCK_AVX2)
+    if (isa == ISA_AVX2) {
+        string_classify_avx2(p, m);
+        return;
+    }
+#endif
+#if defined(BLOCK_SSE2)
+    if (isa == ISA_SSE2) {
+        string_classify_sse2(p, m);
+        return;
+    }
+#endif
+    (void)isa;
+    string_classify_c(p, m);
+}
+
+/* ------------------------------------------------------------------------
+ * Runs of numbers in an array: ", -0.75, 1.5, 3", a block at a time
+ */
+
+/* Commas in [p, end). */
+static uint64_t count_commas(const unsigned char *p, const unsigned char *end)
+{
+    uint64_t n = 0;
+    for (; p < end; p++) {
+        n += *p == ',';
+    }
+    return n;
+}
+
+/* The run of array elements from p, a number where a value may stand:
+ * each element -?(0|[1-9][0-9]*)(.[0-9]+)?, then spaces, a comma and
+ * spaces. Blocks go on at a fixed stride, so that the work on one does
+ * not wait for the last; what a check needs of the block before is
+ * carried as one bit. A block of nothing but number bytes ends the run,
+ * so a number proved here is shorter than 128 bytes: in range, with no
+ * exponent.
+ *
+ * Returns how far the run is proved, with *commas the commas passed:
+ * *closed true, up to the byte after the last element, which is none of
+ * the number or word bytes; else up to the start of an element (p itself
+ * when none is proved) that the caller takes on. */
+static inline __attribute__((always_inline)) const unsigned char *
+number_run_isa(const unsigned char *p, const unsigned char *end,
+               uint64_t *commas, bool *closed, enum block_isa isa)
+{
+    const unsigned char *base = p;
+    const unsigned char *last = p; /* the last element start seen */
+    uint64_t ncommas = 0;          /* commas before base */
+    /* Carries: the byte before base was a number byte, a digit, a '-'
+     * starting an element, a leading 0, a point; the fraction and the
+     * spaces after a comma run on into this block. An element may start
+     * at byte 0 as if after a comma. */
+    uint64_t c_tok = 0, c_digit = 0, c_minus = 0, c_zero = 0, c_dot = 0;
+    uint64_t c_frac = 0, c_comma = 1;
+    *closed = false;
+    while (end - base >= BLOCK) {
+        struct number_masks m;
+        number_classify(base, &m, isa);
+        uint64_t tok = m.digit | m.minus | m.dot;
+        uint64_t other = ~(tok | m.comma | m.space);
+        uint64_t starts = tok & ~(tok << 1 | c_tok);
+        /* '-' only in front; then a digit; no 0 before another digit. */
+        uint64_t bad = m.minus & ~starts;
+        uint64_t first =
+            (starts & ~m.minus) | (starts & m.minus) << 1 | c_minus;
+        bad |= first & ~m.digit;
+        bad |= ((first & m.zero) << 1 | c_zero) & m.digit;
+        /* A point between digits, and one per element: the carry of
+         * adding the bit after a point to the digits runs to the end of
+         * the fraction. */
+        uint64_t after_dot = m.dot << 1 | c_dot;
+        bad |= after_dot & ~m.digit;
+        bad |= m.dot & ~(m.digit << 1 | c_digit);
+        bad |= add_carry(after_dot, m.digit, &c_frac) & m.dot;
+        /* Past the spaces after each comma, an element starts; and every
+         * element has a comma before it. */
+        uint64_t c_space = 0;
+        uint64_t after_comma =
+            add_carry(m.comma << 1 | c_comma, m.space, &c_space) & ~m.space;
+        bad |= after_comma ^ starts;
+        if ((bad | other) != 0 || tok == ~(uint64_t)0) {
+            unsigned stop = other != 0 ? lowest_bit(other) : BLOCK;
+            if (tok == ~(uint64_t)0) {
+                bad |= 1; /* an element this long goes the careful way */
+            }
+            bad &= stop < BLOCK ? bits_below(stop + 1) : ~(uint64_t)0;
+            bool ends = stop < BLOCK &&
+                        (stop > 0 ? tok >> (stop - 1) & 1 : c_tok) != 0 &&
+                        value_class[base[stop]] != V_WORD;
+            if (bad == 0 && ends) {
+                *closed = true;
+                *commas = ncommas +
+                          popcount_isa(m.comma & bits_below(stop), isa);
+                return base + stop;
+            }
+            uint64_t before =
+                starts & bits_below(bad != 0 ? lowest_bit(bad) : stop);
+            if (before != 0) {
+                unsigned at = highest_bit(before);
+                *commas =
+                    ncommas + popcount_isa(m.comma & bits_below(at), isa);
+                return base + at;
+            }
+            break;
+        }
+        if (starts != 0) {
+            last = base + highest_bit(starts);
+        }
+        ncommas += popcount_isa(m.comma, isa);
+        c_tok = tok >> 63;
+        c_digit = m.digit >> 63;
+        c_minus = (starts & m.minus) >> 63;
+        c_zero = (first & m.zero) >> 63;
+        c_dot = m.dot >> 63;
+        c_comma = m.comma >> 63 | c_space;
+        base += BLOCK;
+    }
+    /* The last element seen may go on past what was looked at. */
+    *commas = ncommas - count_commas(last, base);
+    return last;
+}
+
+/* ------------------------------------------------------------------------
+ * String text a block at a time
+ */
+
+/* Of the escapes at check (backslashes followed by something other than a
+ * backslash), the ones the block paths do not keep as they are: all but
+ * \" \\ \n \t \r, and \u with four hex digits, not 0000, a high surrogate
+ * (D800-DBFF) right before a low one (DC00-DFFF) and no other surrogate.
+ * From the masks of the block and of the next one. */
+static inline uint64_t escapes_bad(const struct string_masks *m,
+                                   const struct string_masks *next,
+                                   uint64_t check)
+{
+    uint64_t uesc = check & ahead(m->u, next->u, 1);
+    uint64_t bad = check & ~uesc & ~ahead(m->simple, next->simple, 1);
+    uint64_t hex = ahead(m->hex, next->hex, 2) & ahead(m->hex, next->hex, 3) &
+                   ahead(m->hex, next->hex, 4) & ahead(m->hex, next->hex, 5);
+    uint64_t zero =
+        ahead(m->zero, next->zero, 2) & ahead(m->zero, next->zero, 3) &
+        ahead(m->zero, next->zero, 4) & ahead(m->zero, next->zero, 5);
+    bad |= uesc & (~hex | zero);
+    uint64_t surrogate =
+        uesc & ahead(m->d, next->d, 2) & ahead(m->ge8, next->ge8, 3);
+    uint64_t lo = surrogate & ahead(m->gec, next->gec, 3);
+    uint64_t hi = surrogate & ~lo;
+    return bad | (hi & ~(lo >> 6)) | (lo & ~(hi << 6));
+}
+
+/* The value of the four hex digits at s, above 0xFFFF when they are not
+ * four hex digits (-1 shifted left keeps its high bits). */
+static inline uint32_t hex4_or_big(const unsigned char *s)
+{
+    return (uint32_t)json_hex_value[s[0]] << 12 |
+           (uint32_t)json_hex_value[s[1]] << 8 |
+           (uint32_t)json_hex_value[s[2]] << 4 | (uint32_t)json_hex_value[s[3]];
+}
+
+/* The same, one escape at a time from the bytes (BLOCK + 16 of them
+ * readable at base), without a branch on what they hold. */
+static inline uint64_t escapes_bad_each(const unsigned char *base,
+                                        uint64_t check)
+{
+    uint64_t ok = 0, hi = 0, lo = 0;
+    for (uint64_t left = check; left != 0; left &= left - 1) {
+        unsigned k = lowest_bit(left);
+        const unsigned char *e = base + k;
+        uint64_t is_u = e[1] == 'u';
+        uint32_t v = hex4_or_big(e + 2);
+        uint64_t u_ok = (v - 1u < 0xD7FFu) | (v - 0xE000u < 0x2000u);
+        ok |= ((is_u & u_ok) | ((is_u ^ 1) & escape_ok[e[1]])) << k;
+        hi |= (is_u & (v - 0xD800u < 0x400u)) << k;
+        lo |= (is_u & (v - 0xDC00u < 0x400u)) << k;
+    }
+    return (check & ~(ok | hi | lo)) | (hi & ~(lo >> 6)) | (lo & ~(hi << 6));
+}
+
+/* String text from p, a backslash that starts an escape, to the first
+ * byte the careful path must see: the closing quote, a control or
+ * non-ASCII byte, or an escape that is not kept as it is (a bad one,
+ * \u0000, a surrogate without its partner in the same block) or that
+ * this path leaves to it (\b \f \/). Blocks go at a fixed stride with the
+ * masks of the next one at hand, so that an escape running over the end
+ * of a block is checked with it; its bytes in the next are no stop.
+ * Returns p itself when the escape at p is such a one. */
+static inline __attribute__((always_inline)) const unsigned char *
+string_blocks_isa(const unsigned char *p, const unsigned char *end,
+                  enum block_isa isa)
+{
+    /* Checking escapes from the masks needs those of the next block;
+     * one by one, its first byte and 16 more. */
+    const bool pipelined = isa != ISA_SSE2;
+    const ptrdiff_t need = pipelined ? 2 * BLOCK : BLOCK + 16;
+    if (end - p < need) {
+        return p;
+    }
+    const unsigned char *base = p;
+    uint64_t c_esc = 0;   /* byte 0 is escaped by the block before */
+    uint64_t prev_es = 0; /* escape starts of the block before */
+    struct string_masks m, next = {0};
+    if (pipelined) {
+        string_classify(base, &m, isa);
+    }
+    while (end - base >= need) {
+        if (pipelined) {
+            string_classify(base + BLOCK, &next, isa);
+        } else {
+            string_classify(base, &m, isa);
+            next.bslash = base[BLOCK] == '\\';
+        }
+        /* A backslash starts an escape when an even number of them stand
+         * right before it: in a run of them, every other one from the
+         * first. Adding a run's first bit to the run clears it, which
+         * tells the runs that start at an even position. */
+        uint64_t bs = m.bslash & ~c_esc;
+        uint64_t first = bs & ~(bs << 1);
+        uint64_t even_runs = bs & ~(bs + (first & even_bits));
+        uint64_t es = (even_runs & even_bits) | (bs & ~even_runs & ~even_bits);
+        uint64_t stop = (m.quote & ~(es << 1 | c_esc)) | m.ctl;
+        uint64_t check = es & ~ahead(m.bslash, next.bslash, 1);
+        uint64_t bad = pipelined ? escapes_bad(&m, &next, check)
+                                 : escapes_bad_each(base, check);
+        if ((stop | bad) != 0) {
+            return base + lowest_bit(stop | bad);
+        }
+        prev_es = es;
+        c_esc = es >> 63;
+        base += BLOCK;
+        if (pipelined) {
+            m = next;
+        }
+    }
+    /* Stop at base, or past the escape of the block before that runs
+     * into it: \uXXXX is 6 bytes, the others 2. */
+    for (unsigned k = BLOCK - 6; k < BLOCK; k++) {
+        if ((prev_es >> k & 1) != 0) {
+            const unsigned char *e = base - BLOCK + k;
+            const unsigned char *after = e + (e[1] == 'u' ? 6 : 2);
+            if (after > base) {
+                return after;
+            }
+        }
+    }
+    return base;
+}
+
+/* The instances: the base one, and one built for AVX2. */
+static const unsigned char *number_run_base(const unsigned char *p,
+                                            const unsigned char *end,
+                                            uint64_t *commas, bool *closed)
+{
+    return number_run_isa(p, end, commas, closed, ISA_BASE);
+}
+
+static const unsigned char *string_blocks_base(const unsigned char *p,
+                                               const unsigned char *end)
+{
+    return string_blocks_isa(p, end, ISA_BASE);
+}
+
+#if defined(BLOCK_AVX2)
+AVX2_INSTANCE static const unsigned char *
+number_run_avx2(const unsigned char *p, const unsigned char *end,
+                uint64_t *commas, bool *closed)
+{
+    return number_run_isa(p, end, commas, closed, ISA_AVX2);
+}
+
+AVX2_INSTANCE static const unsigned char *
+string_blocks_avx2(const unsigned char *p, const unsigned char *end)
+{
+    return string_blocks_isa(p, end, ISA_AVX2);
+}
+#endif
+
+/* Whether this CPU (and its OS) runs the AVX2 instances. */
+static bool cpu_has_avx2(void)
+{
+#if defined(BLOCK_AVX2)
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("bmi") &&
+           __builtin_cpu_supports("popcnt");
+#else
+    return false;
+#endif
+}
+
+static const unsigned char *number_run(const unsigned char *p,
+                                       const unsigned char *end,
+                                       uint64_t *commas, bool *closed,
+                                       bool avx2)
+{
+#if defined(BLOCK_AVX2)
+    if (avx2) {
+        return number_run_avx2(p, end, commas, closed);
+    }
+#endif
+    (void)avx2;
+    return number_run_base(p, end, commas, closed);
+}
+
+static const unsigned char *string_blocks(const unsigned char *p,
+                                          const unsigned char *end, bool avx2)
+{
+#if defined(BLOCK_AVX2)
+    if (avx2) {
+        return string_blocks_avx2(p, end);
+    }
+#endif
+    (void)avx2;
+    return string_blocks_base(p, end);
+}
+
+/* The elements of the array top from p, a number byte where a value may
+ * stand (value_begins has passed), as long as they are plain numbers:
+ * embeddings are most of a checkpoint. An element of an array is never an
+ * envelope field and its number ends no top-level value, so only the
+ * index moves. Returns where the generic scanner goes on, with
+ * top->expect set for that place: p itself when the number at p is not
+ * plain. */
+static const unsigned char *number_elements(struct frame *top,
+                                            const unsigned char *p,
+                                            const unsigned char *end,
+                                            bool avx2)
+{
+    uint64_t index = top->index;
+    const unsigned char *r = p;
+    for (;;) {
+        uint64_t commas;
+        bool closed;
+        r = number_run(r, end, &commas, &closed, avx2);
+        index += commas;
+        if (closed) {
+            break;
+        }
+        const unsigned char *q = plain_number(r, end);
+        if (q == NULL) {
+            if (r != p) {
+                /* The element at r is for the token machinery. */
+                top->expect = EXP_VALUE;
+            }
+            break;
+        }
+        /* The usual ", " before the next one. */
+        const unsigned char *n = q;
+        if (n < end && *n == ',') {
+            n++;
+            while (n < end && *n == ' ') {
+                n++;
+            }
+        }
+        if (n == q || n == end || value_class[*n] != V_NUMBER) {
+            r = q;
+            break;
+        }
+        index++;
+        r = n;
+    }
+    top->index = index;
+    return r;
 }
 
 /* Reads number bytes from p; returns where it stopped (the number may
@@ -1280,6 +2047,13 @@ static const unsigned char *scan_string(sanitize *h, const unsigned char *p,
             return p + 1;
         }
         if (c == '\\') {
+            if (!h->hi_pending) {
+                const unsigned char *q = string_blocks(p, end, h->avx2);
+                if (q != p) {
+                    p = q;
+                    continue;
+                }
+            }
             size_t n = h->hi_pending ? 0 : plain_escape(p, end);
             if (n > 0) {
                 /* Text written with ensure_ascii is runs of \uXXXX. */
@@ -1417,41 +2191,91 @@ static const unsigned char *misplaced(sanitize *h, const unsigned char *p)
     return halt(h, p, SANITIZE_EMALFORMED, offset_at(h, p), msg);
 }
 
+/* Rows of a matrix (embeddings): q is just after the last number of the
+ * array top, itself an element of an array. When "], [" and a number
+ * follow, the row's frame is reused for the next row in place, which is
+ * what closing one and opening the other would leave (neither is an
+ * envelope field, the depth is the same). Returns the number, or NULL. */
+static const unsigned char *next_row(sanitize *h, struct frame *top,
+                                     const unsigned char *q,
+                                     const unsigned char *end)
+{
+    if (end - q < 5 || q[0] != ']' || q[1] != ',' ||
+        top->expect != EXP_COMMA_OR_CLOSE || h->nframes < 2) {
+        return NULL;
+    }
+    struct frame *parent = &h->frames[h->nframes - 2];
+    const unsigned char *r = q + 2;
+    r += *r == ' ';
+    if (parent->is_map || parent->expect != EXP_COMMA_OR_CLOSE ||
+        end - r < 2 || r[0] != '[' || value_class[r[1]] != V_NUMBER) {
+        return NULL;
+    }
+    parent->index++;
+    top->index = 0;
+    top->expect = EXP_VALUE_OR_CLOSE;
+    return r + 1;
+}
+
 static const unsigned char *scan_value(sanitize *h, const unsigned char *p,
                                        const unsigned char *end)
 {
+    /* The innermost container, kept here: it changes only at '{' '['
+     * and at '}' ']'. */
+    struct frame *top = top_frame(h);
     while (p < end) {
         unsigned char c = *p;
         enum vclass cls = value_class[c];
+        const unsigned char *q;
         if (cls == V_SPACE) {
             p++;
             continue;
         }
-        h->seen_value = true;
-        if (h->top_done && !h->opt.multiple_values) {
-            return halt(h, p, SANITIZE_EMALFORMED, offset_at(h, p),
-                        "trailing garbage after the JSON value");
+        if (top == NULL) {
+            /* Inside a container these hold already. */
+            h->seen_value = true;
+            if (h->top_done && !h->opt.multiple_values) {
+                return halt(h, p, SANITIZE_EMALFORMED, offset_at(h, p),
+                            "trailing garbage after the JSON value");
+            }
         }
-        struct frame *top;
+        /* What usually comes next is taken at once (goto), without this
+         * dispatch on the class, a jump the CPU often mispredicts. */
         switch (cls) {
         case V_PUNCT:
-            top = top_frame(h);
             if (c == ',') {
+            comma:
                 if (top == NULL || top->expect != EXP_COMMA_OR_CLOSE) {
                     return misplaced(h, p);
                 }
-                top->expect = top->is_map ? EXP_KEY : EXP_VALUE;
-                top->index += !top->is_map;
+                p++;
+                /* json.dumps writes ", " and ": ". */
+                p += p < end && *p == ' ';
+                if (top->is_map) {
+                    top->expect = EXP_KEY;
+                    if (p < end && *p == '"') {
+                        goto key;
+                    }
+                } else {
+                    top->expect = EXP_VALUE;
+                    top->index++;
+                    if (p < end && value_class[*p] == V_OPEN) {
+                        c = *p;
+                        goto open; /* rows of a matrix, list of objects */
+                    }
+                }
             } else {
                 if (top == NULL || top->expect != EXP_COLON) {
                     return misplaced(h, p);
                 }
                 top->expect = EXP_VALUE;
+                p++;
+                p += p < end && *p == ' ';
             }
-            p++;
             continue;
         case V_OPEN:
-            if (value_begins(h) != 0) {
+        open:
+            if (value_begins_in(top) != 0) {
                 return misplaced(h, p);
             }
             if (h->nframes >= h->opt.max_depth) {
@@ -1463,10 +2287,19 @@ static const unsigned char *scan_value(sanitize *h, const unsigned char *p,
             if (container_open(h, p, c == '{') != 0) {
                 return NULL;
             }
+            top = top_frame(h);
             p++;
+            if (p < end) {
+                c = *p;
+                if (top->is_map ? c == '"' : value_class[c] == V_NUMBER) {
+                    if (top->is_map) {
+                        goto key;
+                    }
+                    goto number;
+                }
+            }
             continue;
         case V_CLOSE:
-            top = top_frame(h);
             if (top == NULL || top->is_map != (c == '}') ||
                 (top->expect != EXP_COMMA_OR_CLOSE &&
                  top->expect !=
@@ -1475,46 +2308,86 @@ static const unsigned char *scan_value(sanitize *h, const unsigned char *p,
             }
             p++;
             container_close(h, p);
+            top = top_frame(h);
+            if (top != NULL && p < end && *p == ',') {
+                goto comma;
+            }
             continue;
         case V_QUOTE:
-            top = top_frame(h);
             if (top != NULL && top->is_map &&
                 (top->expect == EXP_KEY || top->expect == EXP_KEY_OR_CLOSE)) {
-                string_begin(h, p, true);
-                return p + 1;
+            key:
+                q = skip_plain(p + 1, end);
+                if (q < end && *q == '"' && h->nframes != 1) {
+                    /* Plain and whole in the chunk, and no envelope
+                     * member: all string_end would do. */
+                    h->keys.len = top->key_start;
+                    top->key_ptr = p + 1;
+                    top->key_len = (size_t)(q - (p + 1));
+                    top->expect = EXP_COLON;
+                    h->member++;
+                    p = q + 1;
+                } else {
+                    string_begin(h, p, true);
+                    p = scan_string(h, q, end);
+                    if (p == NULL || h->state != ST_VALUE) {
+                        return p;
+                    }
+                }
+                /* The ':' that follows, and its space. */
+                if (p < end && *p == ':') {
+                    top->expect = EXP_VALUE;
+                    p++;
+                    p += p < end && *p == ' ';
+                }
+                continue;
             }
-            if (value_begins(h) != 0) {
+            if (value_begins_in(top) != 0) {
                 return misplaced(h, p);
             }
-            string_begin(h, p, false);
-            return p + 1;
+            q = skip_plain(p + 1, end);
+            if (q < end && *q == '"' && top != NULL && current_field(h) < 0) {
+                /* Plain, whole, and no envelope member: nothing to do
+                 * but go past it. */
+                p = q + 1;
+            } else {
+                string_begin(h, p, false);
+                /* Most strings end in the chunk: go on here when they
+                 * do. The bytes up to q are plain. */
+                p = scan_string(h, q, end);
+                if (p == NULL || h->state != ST_VALUE) {
+                    return p;
+                }
+            }
+            if (top != NULL && p < end && *p == ',') {
+                goto comma;
+            }
+            continue;
         case V_NUMBER: {
-            if (value_begins(h) != 0) {
+        number:
+            if (value_begins_in(top) != 0) {
                 return misplaced(h, p);
             }
-            const unsigned char *q = plain_number(p, end);
+            if (top != NULL && !top->is_map) {
+                q = number_elements(top, p, end, h->avx2);
+                if (q != p) {
+                    p = q;
+                    q = next_row(h, top, p, end);
+                    if (q != NULL) {
+                        p = q;
+                        c = *p;
+                        goto number;
+                    }
+                    continue;
+                }
+            }
+            q = plain_number(p, end);
             if (q != NULL) {
                 scalar_done(h, SANITIZE_TYPE_NUMBER);
-                /* Arrays of numbers (embeddings) are most of a checkpoint:
-                 * go on through ", number" without the dispatch above. An
-                 * element of an array is never an envelope field. */
-                top = top_frame(h);
-                while (top != NULL && !top->is_map && *q == ',') {
-                    const unsigned char *r = q + 1;
-                    while (r < end && *r == ' ') {
-                        r++;
-                    }
-                    const unsigned char *n =
-                        r < end && value_class[*r] == V_NUMBER
-                            ? plain_number(r, end)
-                            : NULL;
-                    if (n == NULL) {
-                        break;
-                    }
-                    top->index++;
-                    q = n;
-                }
                 p = q;
+                if (top != NULL && p < end && *p == ',') {
+                    goto comma;
+                }
                 continue;
             }
             number_begin(h, p);
@@ -1525,8 +2398,25 @@ static const unsigned char *scan_value(sanitize *h, const unsigned char *p,
             continue;
         }
         case V_WORD:
-            if (value_begins(h) != 0) {
+            if (value_begins_in(top) != 0) {
                 return misplaced(h, p);
+            }
+            if (end - p > 5) {
+                /* null, true, false whole in the chunk, and not run on
+                 * ("nullx", "true1"): kept as they are. */
+                size_t n = memcmp(p, "null", 4) == 0 || memcmp(p, "true", 4) == 0
+                               ? 4
+                           : memcmp(p, "false", 5) == 0 ? 5
+                                                        : 0;
+                if (n != 0 && !runs_on(h, p + n)) {
+                    scalar_done(h, c == 'n' ? SANITIZE_TYPE_NULL
+                                            : SANITIZE_TYPE_BOOL);
+                    p += n;
+                    if (top != NULL && p < end && *p == ',') {
+                        goto comma;
+                    }
+                    continue;
+                }
             }
             tok_begin(h, p);
             h->state = ST_WORD;
@@ -1566,6 +2456,7 @@ sanitize *sanitize_new(const sanitize_options *opts)
     if (h->opt.max_paths == 0) {
         h->opt.max_paths = SANITIZE_DEFAULT_MAX_PATHS;
     }
+    h->avx2 = cpu_has_avx2();
     if (yajl_pool_init(&h->alloc) != 0) {
         free(h);
         return NULL;
@@ -1692,6 +2583,12 @@ sanitize_status sanitize_feed(sanitize *h, const char *buf, size_t len)
         }
     }
     if (p != NULL && in_string(h) && capture(h, end) != 0) {
+        fail(h, SANITIZE_ENOMEM, h->chunk_off + len, "out of memory");
+        p = NULL;
+    }
+    /* Only the innermost key can still be in the chunk. */
+    struct frame *top = top_frame(h);
+    if (p != NULL && top != NULL && key_keep(h, top) != 0) {
         fail(h, SANITIZE_ENOMEM, h->chunk_off + len, "out of memory");
         p = NULL;
     }

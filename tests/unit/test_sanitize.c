@@ -1,6 +1,7 @@
 /* test_sanitize.c - the sanitizer contract, case by case. */
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -405,11 +406,31 @@ static void test_paths(void **state)
     assert_string_equal(sanitize_path(h, 2), "/\xEF\xBF\xBD");
     assert_string_equal(sanitize_path(h, 3), "/");
 
+    /* The empty key of a fresh handle, whose key buffer is still empty. */
+    sanitize *fresh = new_handle(0);
+    run_input(fresh, "{\"\":NaN}", 8, 0, &r);
+    assert_int_equal(r.status, SANITIZE_OK);
+    assert_int_equal(sanitize_path_count(fresh), 1);
+    assert_string_equal(sanitize_path(fresh, 0), "/");
+    sanitize_free(fresh);
+
     /* A repaired key with a repaired value: one path. */
     run_input(h, "{\"k\\u0000\": NaN}", 16, 0, &r);
     assert_int_equal(r.status, SANITIZE_OK);
     assert_int_equal(sanitize_path_count(h), 1);
     assert_string_equal(sanitize_path(h, 0), "/k\xEF\xBF\xBD");
+
+    /* A repaired key, then another member whose value is repaired: two
+     * paths (the members are told apart, nested and at the top). */
+    const char *two = "{\"x\": {\"k\\u0000\": 1, \"b\": NaN}, "
+                      "\"k\\u0000\": 2, \"c\": NaN}";
+    run_input(h, two, strlen(two), 0, &r);
+    assert_int_equal(r.status, SANITIZE_OK);
+    assert_int_equal(sanitize_path_count(h), 4);
+    assert_string_equal(sanitize_path(h, 0), "/x/k\xEF\xBF\xBD");
+    assert_string_equal(sanitize_path(h, 1), "/x/b");
+    assert_string_equal(sanitize_path(h, 2), "/k\xEF\xBF\xBD");
+    assert_string_equal(sanitize_path(h, 3), "/c");
 
     /* Only the first max_paths are kept; counts go on. */
     sanitize_options o = {.max_paths = 2};
@@ -566,6 +587,288 @@ static void test_writer(void **state)
     sanitize_free(h);
 }
 
+/* ------------------------------------------------------------------------
+ * Long inputs: the scanner skips runs of numbers and of string text a
+ * block (64 bytes) at a time when the chunk holds enough of them, and
+ * goes byte by byte otherwise. Fed one byte at a time it never takes the
+ * block paths, so that run is the reference for the others: the same
+ * status, offset, message, output, counts and paths. The inputs look like
+ * checkpoints (number arrays, strings dense with escapes), with a repair
+ * or a fault dropped in at a random place.
+ */
+static uint32_t lcg_next(uint32_t *seed)
+{
+    *seed = *seed * 1664525u + 1013904223u;
+    return *seed >> 8;
+}
+
+static const char *pick(uint32_t *seed, const char *const *list, size_t n)
+{
+    return list[lcg_next(seed) % n];
+}
+
+#define COUNT(a) (sizeof(a) / sizeof((a)[0]))
+
+static const char *const good_numbers[] = {
+    "-0.7570101556621237", "1.4790773355136182", "0", "-0", "0.5", "12",
+    "-3", "100", "0.007828015784195765", "-1.0", "123456789", "-0.0", "9.5",
+    "-1.1035552832915223", "0.34558644010168516", "2.091914325874625",
+};
+
+/* In range, with an exponent: less usual. */
+static const char *const exp_numbers[] = {
+    "2.2250738585072014e-308", "1e+300", "5e-324", "-4.7261734955766826e-05",
+};
+
+static const char *const odd_numbers[] = {
+    "NaN", "-Infinity", "Infinity", "+NaN", "-NaN", "1e400", "01", "1.", "-",
+    "1.2.3", "--1", "-.5", ".5", "1-2", "0x1", "1e", "00", "-01", "1.5.",
+    "true", "null", "\"s\"", "[]", "{}", "1E5", "", "1 2", "nan", "1.5e",
+    "-I", "0.", "1..2", "2-", "- 1", "1,", "Inf", "1]", "[1", "1}", "1:",
+    "1\"", "0e400", "-0.0e-0", "1.5E+3", "7e-16384",
+    "1234567890123456789012345678901234567890123456789012345678901234567890",
+};
+
+static const char *const separators[] = {
+    ", ", ", ", ", ", ", ", ", ", ", ", ",", " , ", ",  ", ",\n", "\t,", ", ",
+};
+
+static const char *const good_text[] = {
+    "word ",    "abc",    "\\u00e9", "\\u4e16\\u754c", "\\ud83d\\ude00",
+    "\\n",      "\\t",    "\\\\",    "\\\"",           "\\/",
+    "\\b",      "\\f",    "\\r",     " ",              "\\u0041",
+    "\\uFFFF",  "\\uD7FF", "\\uE000", "x\\\\\\\"y",    "NaN",
+    "\\u043c\\u0438\\u0440 ", "a\\\\\\\"NaN", "\\\\NaN\\\\", "\\uDBFF\\uDFFF",
+};
+
+static const char *const odd_text[] = {
+    "\\u0000", "\\ud800", "\\udc00", "\\ud800\\u0041", "\\ud83d\\ud83d",
+    "\\x",     "\\u12G4", "\\u12",   "\x01",           "\xc3\xa9",
+    "\xff",    "\xe2\x82", "\\",     "\"",             "\\u",
+    "\\uD800\\\\", "\\U0041", "\x7f", "\\'", "\xed\xa0\x80",
+    "\\ud83d\\ude00\\udc00", "\\\\\\", "\\u00",
+};
+
+static void put(char *buf, size_t *len, size_t cap, const char *s)
+{
+    size_t n = strlen(s);
+    if (*len + n < cap) {
+        memcpy(buf + *len, s, n);
+        *len += n;
+        buf[*len] = '\0';
+    }
+}
+
+/* One element list: numbers, or strings, maybe with one odd piece. */
+static void put_numbers(char *buf, size_t *len, size_t cap, uint32_t *seed,
+                        bool odd)
+{
+    size_t n = 2 + lcg_next(seed) % 40;
+    size_t odd_at = odd ? lcg_next(seed) % n : n;
+    put(buf, len, cap, "[");
+    for (size_t i = 0; i < n; i++) {
+        if (i > 0) {
+            put(buf, len, cap, lcg_next(seed) % 8 ? ", " :
+                pick(seed, separators, COUNT(separators)));
+        }
+        put(buf, len, cap,
+            i == odd_at                ? pick(seed, odd_numbers, COUNT(odd_numbers))
+            : lcg_next(seed) % 30 == 0 ? pick(seed, exp_numbers, COUNT(exp_numbers))
+                                       : pick(seed, good_numbers, COUNT(good_numbers)));
+    }
+    put(buf, len, cap, "]");
+}
+
+static void put_string(char *buf, size_t *len, size_t cap, uint32_t *seed,
+                       bool odd)
+{
+    size_t n = 1 + lcg_next(seed) % 120;
+    size_t odd_at = odd ? lcg_next(seed) % n : n;
+    put(buf, len, cap, "\"");
+    for (size_t i = 0; i < n; i++) {
+        put(buf, len, cap,
+            i == odd_at ? pick(seed, odd_text, COUNT(odd_text))
+                        : pick(seed, good_text, COUNT(good_text)));
+    }
+    put(buf, len, cap, "\"");
+}
+
+static void make_document(char *buf, size_t cap, uint32_t *seed)
+{
+    size_t len = 0;
+    size_t members = 1 + lcg_next(seed) % 6;
+    size_t odd_member = lcg_next(seed) % (members + 1); /* maybe none */
+    buf[0] = '\0';
+    put(buf, &len, cap, "{");
+    for (size_t m = 0; m < members; m++) {
+        bool odd = m == odd_member;
+        put(buf, &len, cap, m ? ", " : "");
+        if (lcg_next(seed) % 4 == 0) {
+            put_string(buf, &len, cap, seed, odd && lcg_next(seed) % 3 == 0);
+        } else {
+            put(buf, &len, cap, "\"k\"");
+        }
+        put(buf, &len, cap, ": ");
+        switch (lcg_next(seed) % 4) {
+        case 0:
+            put_numbers(buf, &len, cap, seed, odd);
+            break;
+        case 1:
+            put_string(buf, &len, cap, seed, odd);
+            break;
+        case 2: /* an array of arrays, as embeddings are */
+            put(buf, &len, cap, "[");
+            for (int i = 0; i < 3; i++) {
+                put(buf, &len, cap, i ? ", " : "");
+                put_numbers(buf, &len, cap, seed, odd && i == 1);
+            }
+            put(buf, &len, cap, "]");
+            break;
+        default: /* strings in an array */
+            put(buf, &len, cap, "[");
+            for (int i = 0; i < 3; i++) {
+                put(buf, &len, cap, i ? ", " : "");
+                put_string(buf, &len, cap, seed, odd && i == 2);
+            }
+            put(buf, &len, cap, "]");
+            break;
+        }
+    }
+    put(buf, &len, cap, "}");
+}
+
+static void check_same_run(sanitize *h, const char *in, size_t len,
+                           size_t chunk, const struct run *ref,
+                           const char *ref_msg, char ref_paths[][2048],
+                           size_t ref_npaths)
+{
+    struct run r;
+    run_input(h, in, len, chunk, &r);
+    const char *msg = sanitize_last_error(h)->message;
+    if (r.status != ref->status || r.offset != ref->offset ||
+        strcmp(msg, ref_msg) != 0 || r.out_len != ref->out_len ||
+        memcmp(r.out, ref->out, r.out_len) != 0 ||
+        memcmp(r.counts, ref->counts, sizeof r.counts) != 0 ||
+        sanitize_path_count(h) != ref_npaths) {
+        /* cmocka cuts long messages: the whole case goes to a file. */
+        FILE *f = fopen("test_sanitize_long_failure.txt", "w");
+        if (f != NULL) {
+            fprintf(f,
+                    "%s\nchunk %zu: status %d offset %llu '%s'\n"
+                    "byte by byte: status %d offset %llu '%s'\n"
+                    "out:  %s\nwant: %s\n",
+                    in, chunk, r.status, (unsigned long long)r.offset, msg,
+                    ref->status, (unsigned long long)ref->offset, ref_msg,
+                    r.out, ref->out);
+            fclose(f);
+        }
+        fail_msg("chunk %zu: status %d offset %llu '%s'; byte by byte: "
+                 "status %d offset %llu '%s' (test_sanitize_long_failure.txt)",
+                 chunk, r.status, (unsigned long long)r.offset, msg,
+                 ref->status, (unsigned long long)ref->offset, ref_msg);
+    }
+    for (size_t i = 0; i < ref_npaths; i++) {
+        if (strncmp(sanitize_path(h, i), ref_paths[i], 2047) != 0) {
+            FILE *f = fopen("test_sanitize_long_failure.txt", "w");
+            if (f != NULL) {
+                fprintf(f, "%s\n", in);
+                fclose(f);
+            }
+            fail_msg("chunk %zu: path %zu %s, want %s "
+                     "(test_sanitize_long_failure.txt)",
+                     chunk, i, sanitize_path(h, i), ref_paths[i]);
+        }
+    }
+}
+
+static void test_long_inputs_any_chunking(void **state)
+{
+    (void)state;
+    sanitize *h = new_handle(0);
+    static char in[7000];
+    static char paths[SANITIZE_DEFAULT_MAX_PATHS][2048];
+    uint32_t seed = 12345;
+    for (int n = 0; n < 4000; n++) {
+        make_document(in, sizeof in, &seed);
+        size_t len = strlen(in);
+        struct run ref;
+        run_input(h, in, len, 1, &ref);
+        char ref_msg[sizeof(((sanitize_error *)0)->message)];
+        snprintf(ref_msg, sizeof ref_msg, "%s", sanitize_last_error(h)->message);
+        size_t npaths = sanitize_path_count(h);
+        for (size_t i = 0; i < npaths; i++) {
+            snprintf(paths[i], sizeof paths[i], "%s", sanitize_path(h, i));
+        }
+        static const size_t chunks[] = {0, 97, 200};
+        for (size_t c = 0; c < COUNT(chunks); c++) {
+            check_same_run(h, in, len, chunks[c], &ref, ref_msg, paths,
+                           npaths);
+        }
+    }
+    sanitize_free(h);
+}
+
+/* Every odd piece at every position in a block: the checks that carry a
+ * bit from one block to the next see each piece across the boundary. */
+static void test_block_edges(void **state)
+{
+    (void)state;
+    sanitize *h = new_handle(0);
+    static char in[2048];
+    static char paths[SANITIZE_DEFAULT_MAX_PATHS][2048];
+    for (size_t pad = 0; pad < 70; pad++) {
+        for (size_t kind = 0; kind < 2; kind++) {
+            size_t count = kind == 0 ? COUNT(odd_numbers) : COUNT(odd_text);
+            for (size_t i = 0; i < count; i++) {
+                size_t len = 0;
+                in[0] = '\0';
+                if (kind == 0) {
+                    /* [0.1111, 1.5, ..., odd, 1.5, ...] */
+                    put(in, &len, sizeof in, "[0.");
+                    for (size_t k = 0; k <= pad; k++) {
+                        put(in, &len, sizeof in, "1");
+                    }
+                    for (int k = 0; k < 8; k++) {
+                        put(in, &len, sizeof in, ", 1.5");
+                    }
+                    put(in, &len, sizeof in, ", ");
+                    put(in, &len, sizeof in, odd_numbers[i]);
+                    for (int k = 0; k < 12; k++) {
+                        put(in, &len, sizeof in, ", -0.25");
+                    }
+                    put(in, &len, sizeof in, "]");
+                } else {
+                    /* ["\naaaa\u00e9...odd\u00e9..."] */
+                    put(in, &len, sizeof in, "[\"\\n");
+                    for (size_t k = 0; k < pad; k++) {
+                        put(in, &len, sizeof in, "a");
+                    }
+                    for (int k = 0; k < 8; k++) {
+                        put(in, &len, sizeof in, "\\u00e9");
+                    }
+                    put(in, &len, sizeof in, odd_text[i]);
+                    for (int k = 0; k < 12; k++) {
+                        put(in, &len, sizeof in, "\\ud83d\\ude00\\\\");
+                    }
+                    put(in, &len, sizeof in, "\"]");
+                }
+                struct run ref;
+                run_input(h, in, len, 1, &ref);
+                char msg[sizeof(((sanitize_error *)0)->message)];
+                snprintf(msg, sizeof msg, "%s",
+                         sanitize_last_error(h)->message);
+                size_t npaths = sanitize_path_count(h);
+                for (size_t k = 0; k < npaths; k++) {
+                    snprintf(paths[k], sizeof paths[k], "%s",
+                             sanitize_path(h, k));
+                }
+                check_same_run(h, in, len, 0, &ref, msg, paths, npaths);
+            }
+        }
+    }
+    sanitize_free(h);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -581,6 +884,8 @@ int main(void)
         cmocka_unit_test(test_reuse),
         cmocka_unit_test(test_idempotent),
         cmocka_unit_test(test_writer),
+        cmocka_unit_test(test_long_inputs_any_chunking),
+        cmocka_unit_test(test_block_edges),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
