@@ -108,6 +108,15 @@ struct frame {
     const unsigned char *key_ptr;
 };
 
+/* A piece of output waiting for yajl (see emit()). */
+struct piece_rec {
+    size_t out_start;         /* where it starts in h->out */
+    size_t len;
+    uint64_t in_off;          /* input offset of its first byte */
+    uint64_t straddle_before; /* h->straddle before it */
+    unsigned char kind;       /* enum piece */
+};
+
 struct sanitize {
     sanitize_options opt;
     bool avx2; /* the block paths use AVX2 */
@@ -128,6 +137,9 @@ struct sanitize {
     const unsigned char *clean; /* first byte of the chunk not handed on */
     uint64_t out_off;           /* bytes handed on so far */
     uint64_t straddle;          /* see emit() */
+    struct piece_rec *pieces;   /* output not yet parsed by yajl */
+    size_t npieces;
+    size_t cap_pieces;
 
     const unsigned char *tok; /* token start in this chunk, NULL when the
                                  token began in an earlier one (tokbuf) */
@@ -254,9 +266,16 @@ static const char escape_ok[256] = {
 /* ------------------------------------------------------------------------
  * Errors
  */
+static int yajl_catch_up(sanitize *h);
+
 static sanitize_status fail(sanitize *h, sanitize_status code, uint64_t offset,
                             const char *msg)
 {
+    /* yajl first reads the text handed on before the fault: an earlier
+     * grammar error is the one to report. */
+    if (!h->failed && h->npieces > 0) {
+        yajl_catch_up(h);
+    }
     if (!h->failed) {
         h->failed = true;
         h->err.code = code;
@@ -336,7 +355,15 @@ static bool in_string(const sanitize *h)
 
 enum piece { PIECE_CLEAN, PIECE_REPLACEMENT, PIECE_TOKEN_PREFIX };
 
-/* in_off is the input offset of p[0]; a replacement has no input bytes of
+/* Pieces waiting for yajl, at most: a bound on the memory a chunk dense
+ * with repairs needs, and on the output held back from a writer. */
+#define MAX_PIECES 4096
+#define MAX_PENDING_BYTES (1u << 20)
+
+/* Hands text on. It goes to h->out at once, but yajl reads it later, in
+ * one call per chunk (yajl_catch_up): most of a checkpoint is clean runs
+ * between a few repairs, and a yajl_parse call per piece cost about 5%.
+ * in_off is the input offset of p[0]; a replacement has no input bytes of
  * its own, so errors in it are placed at in_off itself. A token that yajl
  * refuses may have begun in an earlier piece: h->straddle remembers where
  * the token open at the end of the last piece began. */
@@ -346,32 +373,87 @@ static int emit(sanitize *h, const void *p, size_t n, uint64_t in_off,
     if (n == 0) {
         return 0;
     }
-    yajl_status st = yajl_parse(h->yajl, (const unsigned char *)p, n);
-    if (st != yajl_status_ok) {
-        uint64_t off = in_off;
-        if (kind != PIECE_REPLACEMENT) {
-            long i = token_start(p, yajl_get_bytes_consumed(h->yajl));
-            off = i >= 0                     ? in_off + (uint64_t)i
-                  : h->straddle != NO_OFFSET ? h->straddle
-                                             : in_off;
-        }
-        fail_from_yajl(h, off);
-        return -1;
-    }
-    if (h->write != NULL) {
-        if (h->write(h->write_ctx, p, n) != 0) {
-            fail(h, SANITIZE_EWRITE, in_off, "cannot write output");
+    if (h->npieces == h->cap_pieces) {
+        size_t cap = h->cap_pieces ? h->cap_pieces * 2 : 64;
+        struct piece_rec *r = realloc(h->pieces, cap * sizeof *r);
+        if (r == NULL) {
+            fail(h, SANITIZE_ENOMEM, in_off, "out of memory");
             return -1;
         }
-    } else if (ng_buf_append(&h->out, p, n) != 0) {
+        h->pieces = r;
+        h->cap_pieces = cap;
+    }
+    struct piece_rec *r = &h->pieces[h->npieces];
+    r->out_start = h->out.len;
+    r->len = n;
+    r->in_off = in_off;
+    r->straddle_before = h->straddle;
+    r->kind = (unsigned char)kind;
+    if (ng_buf_append(&h->out, p, n) != 0) {
         fail(h, SANITIZE_ENOMEM, in_off, "out of memory");
         return -1;
     }
+    h->npieces++;
     h->out_off += n;
     h->straddle = in_string(h)                 ? h->str_off
                   : kind == PIECE_TOKEN_PREFIX ? h->tok_off
                                                : NO_OFFSET;
+    if (h->npieces >= MAX_PIECES ||
+        (h->write != NULL &&
+         h->out.len - h->pieces[0].out_start >= MAX_PENDING_BYTES)) {
+        return yajl_catch_up(h);
+    }
     return 0;
+}
+
+/* yajl reads the pieces handed on since its last call; what it accepts
+ * goes to the writer (or stays in h->out). On a grammar error, the input
+ * offset is found from the piece yajl stopped in, as if it had read the
+ * pieces one by one, and the text from that piece on is dropped. */
+static int yajl_catch_up(sanitize *h)
+{
+    if (h->npieces == 0) {
+        return 0;
+    }
+    size_t start = h->pieces[0].out_start;
+    const unsigned char *base = (const unsigned char *)h->out.data;
+    size_t good_end = h->out.len;
+    int rc = 0;
+    yajl_status st = yajl_parse(h->yajl, base + start, good_end - start);
+    if (st != yajl_status_ok) {
+        size_t e = start + yajl_get_bytes_consumed(h->yajl);
+        size_t j = 0;
+        while (j + 1 < h->npieces && h->pieces[j + 1].out_start < e) {
+            j++;
+        }
+        const struct piece_rec *r = &h->pieces[j];
+        uint64_t off = r->in_off;
+        if (r->kind != PIECE_REPLACEMENT) {
+            long i = token_start(base + r->out_start,
+                                 e > r->out_start ? e - r->out_start : 0);
+            off = i >= 0 ? r->in_off + (uint64_t)i
+                  : r->straddle_before != NO_OFFSET ? r->straddle_before
+                                                    : r->in_off;
+        }
+        good_end = r->out_start;
+        h->npieces = 0;
+        fail_from_yajl(h, off);
+        rc = -1;
+    }
+    uint64_t first_in = h->pieces[0].in_off;
+    h->npieces = 0;
+    if (h->write != NULL) {
+        if (good_end > start &&
+            h->write(h->write_ctx, h->out.data + start, good_end - start) !=
+                0) {
+            fail(h, SANITIZE_EWRITE, first_in, "cannot write output");
+            rc = -1;
+        }
+        h->out.len = 0;
+    } else {
+        h->out.len = good_end;
+    }
+    return rc;
 }
 
 /* Hands on the clean input from h->clean up to p. */
@@ -2479,6 +2561,7 @@ void sanitize_free(sanitize *h)
     }
     yajl_pool_destroy(&h->alloc);
     ng_buf_free(&h->out);
+    free(h->pieces);
     ng_buf_free(&h->tokbuf);
     ng_buf_free(&h->keys);
     ng_buf_free(&h->raw);
@@ -2523,6 +2606,7 @@ void sanitize_reset(sanitize *h)
     h->clean = NULL;
     h->out_off = 0;
     h->straddle = NO_OFFSET;
+    h->npieces = 0;
     h->tok = NULL;
     h->tokbuf.len = 0;
     h->hi_pending = false;
@@ -2618,6 +2702,9 @@ sanitize_status sanitize_feed(sanitize *h, const char *buf, size_t len)
             emit_clean(h, end);
         }
     }
+    if (!h->failed) {
+        yajl_catch_up(h);
+    }
     h->chunk_off += len;
     h->chunk = NULL;
     h->chunk_end = NULL;
@@ -2658,6 +2745,9 @@ sanitize_status sanitize_finish(sanitize *h)
     h->chunk = NULL;
     h->chunk_end = NULL;
     h->clean = NULL;
+    if (!h->failed) {
+        yajl_catch_up(h);
+    }
     if (h->failed) {
         return h->err.code;
     }
