@@ -9,7 +9,7 @@
 # Usage: tests/bench/bench_worker.sh [OUTDIR]
 # Environment: BENCH_BYTES (default 100000000), BENCH_PARTITIONS (4),
 # BENCH_WORKER_ARGS (more `nanguard worker` arguments, e.g. "-X
-# queued.max.messages.kbytes=16384", to try settings), BENCH_ROUNDS (3:
+# queued.max.messages.kbytes=16384", to try settings), BENCH_ROUNDS (5:
 # load, one worker and two workers each run that many times, in turn).
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -166,10 +166,11 @@ for line in open(sys.argv[1]):
 }
 
 # Rounds of load, one worker and two workers in turn; each row of the
-# table is the median of its rounds, and the ratios of one worker to load
-# of every round are listed too (one round can be off by 10% or more on a
-# shared machine).
-rounds=${BENCH_ROUNDS:-3}
+# table is the median of its rounds. The ratio of one worker to load is
+# also given round by round (each round a pair run back to back) with the
+# median of those pairs: one round can be off by 10% or more on a shared
+# machine, and a pair shares its moment's noise.
+rounds=${BENCH_ROUNDS:-5}
 settle() {
     reset_table "$1"
     psql "$pg user=postgres" -qc "CHECKPOINT" >/dev/null
@@ -212,4 +213,5 @@ for row in "kcat -C to /dev/null (broker)|$kcat_s" \
         "$(rate "$lines" "$s")" "$(rate "$mb" "$s")" \
         "$(python3 -c "print('%.2f' % ($load_s / $s))")"
 done
-printf '\none worker / load, round by round: %s\n' "$per_round"
+printf '\none worker / load, round by round: %s; median %s\n' "$per_round" \
+    "$(median $per_round)"
