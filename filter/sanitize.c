@@ -7,13 +7,15 @@
  *     range), escapes and UTF-8 inside strings. It also keeps the light
  *     structure the caller needs: the path of the current value (array
  *     indexes, raw keys) for the report, the nesting depth against its
- *     limit, and the top-level members of an envelope. Clean input is never
- *     copied inside the handle: runs of it are handed on as they are, with
- *     replacements spliced in between.
+ *     limit, and the top-level members of an envelope. Runs of clean input
+ *     are handed on as they are, with replacements spliced in between, into
+ *     the output buffer (with a writer: a scratch buffer, emptied to the
+ *     writer once yajl has read it).
  *
  *  2. yajl, with no callbacks, parses exactly what the scanner hands on,
- *     that is the repaired text: the grammar of the output is checked by
- *     yajl. Numbers are never converted (no double round trip).
+ *     that is the repaired text, once per chunk (yajl_catch_up): the
+ *     grammar of the output is checked by yajl. Numbers are never
+ *     converted (no double round trip).
  *
  * A token that may be rewritten (a word, a number, an escape, a UTF-8
  * sequence) is held back until its end is seen; when a chunk ends inside
