@@ -40,9 +40,8 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
             log_parts("partitions assigned", parts);
         }
         for (int i = 0; i < parts->cnt; i++) {
-            rd_kafka_topic_partition_list_add(c->unstarted,
-                                              parts->elems[i].topic,
-                                              parts->elems[i].partition);
+            rd_kafka_topic_partition_list_add(
+                c->unstarted, parts->elems[i].topic, parts->elems[i].partition);
         }
         if (cooperative) {
             rd_kafka_error_t *e = rd_kafka_incremental_assign(rk, parts);
@@ -185,8 +184,8 @@ static void partition_started(consumer *c, const rd_kafka_message_t *m)
         char part[300], off[24];
         snprintf(part, sizeof part, "%s[%d]", topic, (int)m->partition);
         snprintf(off, sizeof off, "%lld", (long long)m->offset);
-        ng_log(NG_LOG_INFO, "partition started", "partition", part,
-               "offset#", off, NULL);
+        ng_log(NG_LOG_INFO, "partition started", "partition", part, "offset#",
+               off, NULL);
     }
 }
 

@@ -112,7 +112,7 @@ struct frame {
 
 /* A piece of output waiting for yajl (see emit()). */
 struct piece_rec {
-    size_t out_start;         /* where it starts in h->out */
+    size_t out_start; /* where it starts in h->out */
     size_t len;
     uint64_t in_off;          /* input offset of its first byte */
     uint64_t straddle_before; /* h->straddle before it */
@@ -433,7 +433,7 @@ static int yajl_catch_up(sanitize *h)
         if (r->kind != PIECE_REPLACEMENT) {
             long i = token_start(base + r->out_start,
                                  e > r->out_start ? e - r->out_start : 0);
-            off = i >= 0 ? r->in_off + (uint64_t)i
+            off = i >= 0                            ? r->in_off + (uint64_t)i
                   : r->straddle_before != NO_OFFSET ? r->straddle_before
                                                     : r->in_off;
         }
@@ -445,9 +445,8 @@ static int yajl_catch_up(sanitize *h)
     uint64_t first_in = h->pieces[0].in_off;
     h->npieces = 0;
     if (h->write != NULL) {
-        if (good_end > start &&
-            h->write(h->write_ctx, h->out.data + start, good_end - start) !=
-                0) {
+        if (good_end > start && h->write(h->write_ctx, h->out.data + start,
+                                         good_end - start) != 0) {
             fail(h, SANITIZE_EWRITE, first_in, "cannot write output");
             rc = -1;
         }
@@ -1079,7 +1078,7 @@ enum block_isa { ISA_C, ISA_SSE2, ISA_AVX2 };
 #define ISA_BASE ISA_C
 #endif
 
-#if defined(BLOCK_SSE2) && defined(__x86_64__) && defined(__GNUC__) &&     \
+#if defined(BLOCK_SSE2) && defined(__x86_64__) && defined(__GNUC__) &&         \
     !defined(NANGUARD_NO_AVX2)
 #define BLOCK_AVX2 1
 #include <immintrin.h>
@@ -1143,11 +1142,11 @@ struct number_masks {
 
 struct string_masks {
     uint64_t quote, bslash;
-    uint64_t ctl;       /* a control byte, or not ASCII */
-    uint64_t u, hex;    /* 'u'; a hex digit */
-    uint64_t d, zero;   /* 'd' or 'D'; '0' */
-    uint64_t ge8, gec;  /* a hex digit of 8 or more; of 0xC or more */
-    uint64_t simple;    /* what may follow a backslash but 'u' (some) */
+    uint64_t ctl;      /* a control byte, or not ASCII */
+    uint64_t u, hex;   /* 'u'; a hex digit */
+    uint64_t d, zero;  /* 'd' or 'D'; '0' */
+    uint64_t ge8, gec; /* a hex digit of 8 or more; of 0xC or more */
+    uint64_t simple;   /* what may follow a backslash but 'u' (some) */
     /* The classes from u on are not set by SSE2: see escapes_bad_each. */
 };
 
@@ -1183,10 +1182,8 @@ static void string_classify_c(const unsigned char *p, struct string_masks *m)
         m->zero |= c == '0' ? bit : 0;
         m->ge8 |= v >= 8 ? bit : 0;
         m->gec |= v >= 0xC ? bit : 0;
-        m->simple |= c == '"' || c == '\\' || c == 'n' || c == 't' ||
-                             c == 'r'
-                         ? bit
-                         : 0;
+        m->simple |=
+            c == '"' || c == '\\' || c == 'n' || c == 't' || c == 'r' ? bit : 0;
     }
 }
 
@@ -1285,9 +1282,9 @@ AVX2_TARGET static inline __m256i lt32(__m256i a, char b)
     return _mm256_cmpgt_epi8(_mm256_set1_epi8(b), a);
 }
 
-AVX2_TARGET static inline void
-number_classify32(const unsigned char *p, struct number_masks *m,
-                  unsigned shift)
+AVX2_TARGET static inline void number_classify32(const unsigned char *p,
+                                                 struct number_masks *m,
+                                                 unsigned shift)
 {
     __m256i v = _mm256_loadu_si256((const __m256i *)(const void *)p);
     __m256i digit = lt32(_mm256_add_epi8(v, _mm256_set1_epi8(0x50)), -118);
@@ -1307,15 +1304,14 @@ AVX2_TARGET static inline void number_classify_avx2(const unsigned char *p,
     number_classify32(p + 32, m, 32);
 }
 
-AVX2_TARGET static inline void
-string_classify32(const unsigned char *p, struct string_masks *m,
-                  unsigned shift)
+AVX2_TARGET static inline void string_classify32(const unsigned char *p,
+                                                 struct string_masks *m,
+                                                 unsigned shift)
 {
     __m256i v = _mm256_loadu_si256((const __m256i *)(const void *)p);
     __m256i lower = _mm256_or_si256(v, _mm256_set1_epi8(0x20));
     __m256i digit = lt32(_mm256_add_epi8(v, _mm256_set1_epi8(0x50)), -118);
-    __m256i letter =
-        lt32(_mm256_add_epi8(lower, _mm256_set1_epi8(0x1F)), -122);
+    __m256i letter = lt32(_mm256_add_epi8(lower, _mm256_set1_epi8(0x1F)), -122);
     __m256i quote = eq32(v, '"'), bslash = eq32(v, '\\');
     m->quote |= mask32(quote, shift);
     m->bslash |= mask32(bslash, shift);
@@ -1325,21 +1321,20 @@ string_classify32(const unsigned char *p, struct string_masks *m,
     m->d |= mask32(eq32(lower, 'd'), shift);
     m->zero |= mask32(eq32(v, '0'), shift);
     m->ge8 |= mask32(
-        _mm256_or_si256(
-            _mm256_and_si256(digit,
-                             _mm256_cmpgt_epi8(v, _mm256_set1_epi8('7'))),
-            letter),
+        _mm256_or_si256(_mm256_and_si256(
+                            digit, _mm256_cmpgt_epi8(v, _mm256_set1_epi8('7'))),
+                        letter),
         shift);
-    m->gec |= mask32(
-        _mm256_and_si256(letter,
-                         _mm256_cmpgt_epi8(lower, _mm256_set1_epi8('b'))),
-        shift);
-    m->simple |= mask32(
-        _mm256_or_si256(
-            _mm256_or_si256(quote, bslash),
-            _mm256_or_si256(_mm256_or_si256(eq32(v, 'n'), eq32(v, 't')),
-                            eq32(v, 'r'))),
-        shift);
+    m->gec |=
+        mask32(_mm256_and_si256(
+                   letter, _mm256_cmpgt_epi8(lower, _mm256_set1_epi8('b'))),
+               shift);
+    m->simple |=
+        mask32(_mm256_or_si256(
+                   _mm256_or_si256(quote, bslash),
+                   _mm256_or_si256(_mm256_or_si256(eq32(v, 'n'), eq32(v, 't')),
+                                   eq32(v, 'r'))),
+               shift);
 }
 
 AVX2_TARGET static inline void string_classify_avx2(const unsigned char *p,
@@ -1467,16 +1462,15 @@ number_run_isa(const unsigned char *p, const unsigned char *end,
                         value_class[base[stop]] != V_WORD;
             if (bad == 0 && ends) {
                 *closed = true;
-                *commas = ncommas +
-                          popcount_isa(m.comma & bits_below(stop), isa);
+                *commas =
+                    ncommas + popcount_isa(m.comma & bits_below(stop), isa);
                 return base + stop;
             }
             uint64_t before =
                 starts & bits_below(bad != 0 ? lowest_bit(bad) : stop);
             if (before != 0) {
                 unsigned at = highest_bit(before);
-                *commas =
-                    ncommas + popcount_isa(m.comma & bits_below(at), isa);
+                *commas = ncommas + popcount_isa(m.comma & bits_below(at), isa);
                 return base + at;
             }
             break;
@@ -1699,8 +1693,7 @@ static const unsigned char *string_blocks(const unsigned char *p,
  * plain. */
 static const unsigned char *number_elements(struct frame *top,
                                             const unsigned char *p,
-                                            const unsigned char *end,
-                                            bool avx2)
+                                            const unsigned char *end, bool avx2)
 {
     uint64_t index = top->index;
     const unsigned char *r = p;
@@ -2291,8 +2284,8 @@ static const unsigned char *next_row(sanitize *h, struct frame *top,
     struct frame *parent = &h->frames[h->nframes - 2];
     const unsigned char *r = q + 2;
     r += *r == ' ';
-    if (parent->is_map || parent->expect != EXP_COMMA_OR_CLOSE ||
-        end - r < 2 || r[0] != '[' || value_class[r[1]] != V_NUMBER) {
+    if (parent->is_map || parent->expect != EXP_COMMA_OR_CLOSE || end - r < 2 ||
+        r[0] != '[' || value_class[r[1]] != V_NUMBER) {
         return NULL;
     }
     parent->index++;
@@ -2488,10 +2481,10 @@ static const unsigned char *scan_value(sanitize *h, const unsigned char *p,
             if (end - p > 5) {
                 /* null, true, false whole in the chunk, and not run on
                  * ("nullx", "true1"): kept as they are. */
-                size_t n = memcmp(p, "null", 4) == 0 || memcmp(p, "true", 4) == 0
-                               ? 4
-                           : memcmp(p, "false", 5) == 0 ? 5
-                                                        : 0;
+                size_t n =
+                    memcmp(p, "null", 4) == 0 || memcmp(p, "true", 4) == 0 ? 4
+                    : memcmp(p, "false", 5) == 0                           ? 5
+                                                                           : 0;
                 if (n != 0 && !runs_on(h, p + n)) {
                     scalar_done(h, c == 'n' ? SANITIZE_TYPE_NULL
                                             : SANITIZE_TYPE_BOOL);
