@@ -1065,6 +1065,11 @@ worker *worker_new(const ng_config *cfg, ng_error *err)
     w->sinks[0] = pg_sink_new(&po, err);
     w->sinks[1] = w->sinks[0] ? pg_sink_new(&po, err) : NULL;
     if (w->sinks[1] != NULL) {
+        /* Two batches, one connection: one fills while the other is
+         * written, and only one is written at a time. */
+        pg_sink_share(w->sinks[1], w->sinks[0]);
+    }
+    if (w->sinks[1] != NULL) {
         pthread_mutex_init(&w->wr.mu, NULL);
         pthread_cond_init(&w->wr.cv, NULL);
         w->wr.started = pthread_create(&w->wr.th, NULL, writer_main, w) == 0;
@@ -1117,8 +1122,8 @@ void worker_free(worker *w)
         pthread_mutex_destroy(&w->wr.mu);
         pthread_cond_destroy(&w->wr.cv);
     }
+    pg_sink_free(w->sinks[1]); /* first: it uses sinks[0]'s connection */
     pg_sink_free(w->sinks[0]);
-    pg_sink_free(w->sinks[1]);
     sanitize_free(w->san);
     offsets_free(w->offs);
     free(w->slots);

@@ -74,6 +74,17 @@ typedef enum {
     ATTEMPT_FAILED   /* transient or configuration: in err */
 } attempt_status;
 
+/* A connection and what is prepared on it. Two sinks of the same table
+ * may share one (pg_sink_share). */
+struct pg_link {
+    PGconn *conn;
+    bool ready;      /* table checked and staging created on this connection */
+    ng_buf sql_copy; /* BEGIN; COPY staging FROM STDIN */
+    ng_buf sql_re_copy;  /* ROLLBACK; BEGIN; COPY ... */
+    ng_buf sql_insert;   /* WITH ins AS (INSERT ...) SELECT n ...; COMMIT */
+    char compression[8]; /* of the checkpoint column */
+};
+
 struct pg_sink {
     /* configuration */
     char *conninfo; /* NULL: the environment */
@@ -88,13 +99,9 @@ struct pg_sink {
     unsigned batch_ms;
     unsigned connect_timeout_s;
 
-    /* connection */
-    PGconn *conn;
-    bool ready;      /* table checked and staging created on this connection */
-    ng_buf sql_copy; /* BEGIN; COPY staging FROM STDIN */
-    ng_buf sql_re_copy;  /* ROLLBACK; BEGIN; COPY ... */
-    ng_buf sql_insert;   /* WITH ins AS (INSERT ...) SELECT n ...; COMMIT */
-    char compression[8]; /* of the checkpoint column */
+    /* connection: its own, or another sink's (pg_sink_share) */
+    struct pg_link own;
+    struct pg_link *link;
 
     /* the batch */
     ng_buf tuples;
@@ -197,6 +204,7 @@ pg_sink *pg_sink_new(const pg_sink_options *opts, ng_error *err)
         ng_error_set(err, NG_ERR_TRANSIENT, "out_of_memory", "out of memory");
         return NULL;
     }
+    s->link = &s->own;
     const char *dot = strchr(table, '.');
     bool ok = true;
     if (dot != NULL) {
@@ -248,9 +256,9 @@ pg_sink *pg_sink_new(const pg_sink_options *opts, ng_error *err)
 
 static void drop_connection(pg_sink *s)
 {
-    PQfinish(s->conn);
-    s->conn = NULL;
-    s->ready = false;
+    PQfinish(s->link->conn);
+    s->link->conn = NULL;
+    s->link->ready = false;
 }
 
 static void clear_batch(pg_sink *s)
@@ -286,6 +294,7 @@ void pg_sink_free(pg_sink *s)
     if (s == NULL) {
         return;
     }
+    s->link = &s->own; /* a shared link is its owner's to close */
     drop_connection(s);
     pg_sink_discard(s);
     free(s->conninfo);
@@ -293,9 +302,9 @@ void pg_sink_free(pg_sink *s)
     free(s->schema);
     free(s->relname);
     free(s->table_label);
-    ng_buf_free(&s->sql_copy);
-    ng_buf_free(&s->sql_re_copy);
-    ng_buf_free(&s->sql_insert);
+    ng_buf_free(&s->own.sql_copy);
+    ng_buf_free(&s->own.sql_re_copy);
+    ng_buf_free(&s->own.sql_insert);
     ng_buf_free(&s->tuples);
     free(s->rows);
     free(s->slots);
@@ -356,7 +365,7 @@ static void conn_message(PGconn *conn, char *out, size_t n)
 static int fail_connection(pg_sink *s, ng_error *err, const char *doing)
 {
     char msg[400];
-    conn_message(s->conn, msg, sizeof msg);
+    conn_message(s->link->conn, msg, sizeof msg);
     drop_connection(s);
     ng_error_set(err, NG_ERR_TRANSIENT, "pg_connection",
                  "PostgreSQL connection lost while %s: %s", doing, msg);
@@ -371,7 +380,7 @@ static int fail_result(pg_sink *s, PGresult *res, ng_error *err,
     const char *sqlstate =
         res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
     if (res == NULL || sqlstate == NULL ||
-        PQstatus(s->conn) == CONNECTION_BAD) {
+        PQstatus(s->link->conn) == CONNECTION_BAD) {
         PQclear(res);
         return fail_connection(s, err, doing);
     }
@@ -416,7 +425,7 @@ static PGresult *setup_exec(pg_sink *s, const char *sql, int nparams,
 {
     s->stats.round_trips++;
     PGresult *res =
-        PQexecParams(s->conn, sql, nparams, NULL, params, NULL, NULL, 0);
+        PQexecParams(s->link->conn, sql, nparams, NULL, params, NULL, NULL, 0);
     ExecStatusType st = PQresultStatus(res);
     if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK) {
         return res;
@@ -438,10 +447,10 @@ static int append_str(ng_buf *b, const char *str)
 
 static int append_ident(pg_sink *s, ng_buf *b, const char *name, ng_error *err)
 {
-    char *q = PQescapeIdentifier(s->conn, name, strlen(name));
+    char *q = PQescapeIdentifier(s->link->conn, name, strlen(name));
     if (q == NULL) {
         char msg[300];
-        conn_message(s->conn, msg, sizeof msg);
+        conn_message(s->link->conn, msg, sizeof msg);
         return ng_error_set(err, NG_ERR_CONFIG, "bad_table",
                             "the table name '%s' cannot be quoted: %s",
                             s->table_label, msg);
@@ -471,7 +480,7 @@ static int quoted_table(pg_sink *s, ng_buf *b, ng_error *err)
 static int create_target(pg_sink *s, const char *qtable, ng_error *err)
 {
     bool lz4 = false;
-    if (PQserverVersion(s->conn) >= 140000) {
+    if (PQserverVersion(s->link->conn) >= 140000) {
         PGresult *res =
             setup_exec(s,
                        "SELECT 1 FROM pg_settings WHERE name = "
@@ -575,7 +584,7 @@ static int setup(pg_sink *s, ng_error *err)
      * same, so that a value is compressed once, in staging, and the
      * INSERT moves it compressed. */
     const char *params[1] = {oid};
-    bool v14 = PQserverVersion(s->conn) >= 140000;
+    bool v14 = PQserverVersion(s->link->conn) >= 140000;
     res = setup_exec(
         s,
         v14 ? "SELECT attname::text, attcompression::text, "
@@ -602,7 +611,7 @@ static int setup(pg_sink *s, ng_error *err)
                 const char *eff = comp_cp[0] == 'l'   ? "lz4"
                                   : comp_cp[0] == 'p' ? "pglz"
                                                       : PQgetvalue(res, r, 2);
-                snprintf(s->compression, sizeof s->compression, "%s", eff);
+                snprintf(s->link->compression, sizeof s->link->compression, "%s", eff);
             } else if (c == 6) {
                 snprintf(comp_md, sizeof comp_md, "%s", PQgetvalue(res, r, 1));
             }
@@ -640,7 +649,7 @@ static int setup(pg_sink *s, ng_error *err)
         (!can_update && s->on_conflict == PG_SINK_ON_CONFLICT_UPDATE)) {
         ng_error_set(err, NG_ERR_CONFIG, "pg_42501",
                      "the user %s may not %s table %s; to fix: %s",
-                     PQuser(s->conn) ? PQuser(s->conn) : "?",
+                     PQuser(s->link->conn) ? PQuser(s->link->conn) : "?",
                      !can_insert   ? "INSERT into"
                      : !can_select ? "SELECT from"
                                    : "UPDATE",
@@ -665,7 +674,7 @@ static int setup(pg_sink *s, ng_error *err)
         goto err;
     }
     s->stats.round_trips++;
-    res = PQexec(s->conn, sql.data);
+    res = PQexec(s->link->conn, sql.data);
     if (PQresultStatus(res) != PGRES_COMMAND_OK) {
         fail_result(s, res, err, "creating the staging table");
         res = NULL;
@@ -674,20 +683,20 @@ static int setup(pg_sink *s, ng_error *err)
     PQclear(res);
     res = NULL;
 
-    ng_buf_clear(&s->sql_copy);
-    ng_buf_clear(&s->sql_re_copy);
-    ng_buf_clear(&s->sql_insert);
+    ng_buf_clear(&s->link->sql_copy);
+    ng_buf_clear(&s->link->sql_re_copy);
+    ng_buf_clear(&s->link->sql_insert);
     const char *copy =
         "BEGIN; COPY " STAGING " (n, " COLUMNS ") FROM STDIN (FORMAT binary)";
-    int rc = ng_buf_append_str(&s->sql_copy, copy, strlen(copy)) ||
-             append_str(&s->sql_re_copy, "ROLLBACK; ") ||
-             ng_buf_append_str(&s->sql_re_copy, copy, strlen(copy)) ||
-             append_str(&s->sql_insert, "WITH ins AS (INSERT INTO ") ||
-             append_str(&s->sql_insert, qt.data) ||
-             append_str(&s->sql_insert,
+    int rc = ng_buf_append_str(&s->link->sql_copy, copy, strlen(copy)) ||
+             append_str(&s->link->sql_re_copy, "ROLLBACK; ") ||
+             ng_buf_append_str(&s->link->sql_re_copy, copy, strlen(copy)) ||
+             append_str(&s->link->sql_insert, "WITH ins AS (INSERT INTO ") ||
+             append_str(&s->link->sql_insert, qt.data) ||
+             append_str(&s->link->sql_insert,
                         " (" COLUMNS ") SELECT " COLUMNS " FROM " STAGING
                         " ON CONFLICT (" KEY_COLUMNS ") ") ||
-             append_str(&s->sql_insert,
+             append_str(&s->link->sql_insert,
                         s->on_conflict == PG_SINK_ON_CONFLICT_UPDATE
                             ? "DO UPDATE SET checkpoint = EXCLUDED.checkpoint, "
                               "metadata = EXCLUDED.metadata, "
@@ -695,10 +704,10 @@ static int setup(pg_sink *s, ng_error *err)
                               "EXCLUDED.parent_checkpoint_id, "
                               "type = EXCLUDED.type"
                             : "DO NOTHING") ||
-             append_str(&s->sql_insert,
+             append_str(&s->link->sql_insert,
                         " RETURNING " KEY_COLUMNS ") SELECT s.n FROM " STAGING
                         " s JOIN ins USING (" KEY_COLUMNS "); COMMIT") ||
-             ng_buf_append_str(&s->sql_insert, "", 0);
+             ng_buf_append_str(&s->link->sql_insert, "", 0);
     if (rc != 0) {
         oom(err);
         goto err;
@@ -713,17 +722,22 @@ err:
     return -1;
 }
 
+void pg_sink_share(pg_sink *s, pg_sink *with)
+{
+    s->link = with->link;
+}
+
 int pg_sink_connected(const pg_sink *s)
 {
-    return s->conn != NULL && s->ready && PQstatus(s->conn) == CONNECTION_OK;
+    return s->link->conn != NULL && s->link->ready && PQstatus(s->link->conn) == CONNECTION_OK;
 }
 
 int pg_sink_connect(pg_sink *s, ng_error *err)
 {
-    if (s->conn != NULL && PQstatus(s->conn) != CONNECTION_OK) {
+    if (s->link->conn != NULL && PQstatus(s->link->conn) != CONNECTION_OK) {
         drop_connection(s);
     }
-    if (s->conn == NULL) {
+    if (s->link->conn == NULL) {
         /* Defaults first, so that the user's string (expanded from dbname)
          * and the PG* environment override them; the encoding last,
          * since the rows are UTF-8 whatever the user prefers. */
@@ -754,14 +768,14 @@ int pg_sink_connect(pg_sink *s, ng_error *err)
         val[n++] = "UTF8";
         kw[n] = NULL;
         val[n] = NULL;
-        s->conn = PQconnectdbParams(kw, val, 1);
-        if (s->conn == NULL) {
+        s->link->conn = PQconnectdbParams(kw, val, 1);
+        if (s->link->conn == NULL) {
             return oom(err);
         }
-        if (PQstatus(s->conn) != CONNECTION_OK) {
+        if (PQstatus(s->link->conn) != CONNECTION_OK) {
             char msg[400];
             const char *sqlstate, *hint;
-            conn_message(s->conn, msg, sizeof msg);
+            conn_message(s->link->conn, msg, sizeof msg);
             drop_connection(s);
             ng_error_class k =
                 pg_classify_connect_message(msg, &sqlstate, &hint);
@@ -773,21 +787,21 @@ int pg_sink_connect(pg_sink *s, ng_error *err)
             set_sqlstate(err, sqlstate);
             return -1;
         }
-        PQsetNoticeProcessor(s->conn, notice_to_log, NULL);
+        PQsetNoticeProcessor(s->link->conn, notice_to_log, NULL);
         s->stats.connects++;
     }
-    if (!s->ready) {
+    if (!s->link->ready) {
         if (setup(s, err) != 0) {
-            if (s->conn != NULL && PQstatus(s->conn) != CONNECTION_OK) {
+            if (s->link->conn != NULL && PQstatus(s->link->conn) != CONNECTION_OK) {
                 drop_connection(s);
             }
             return -1;
         }
-        s->ready = true;
+        s->link->ready = true;
         char version[16];
-        snprintf(version, sizeof version, "%d", PQserverVersion(s->conn));
+        snprintf(version, sizeof version, "%d", PQserverVersion(s->link->conn));
         ng_log(NG_LOG_INFO, "connected to PostgreSQL", "table", s->table_label,
-               "server_version#", version, "compression", s->compression,
+               "server_version#", version, "compression", s->link->compression,
                "on_conflict",
                s->on_conflict == PG_SINK_ON_CONFLICT_UPDATE ? "update"
                                                             : "nothing",
@@ -798,7 +812,7 @@ int pg_sink_connect(pg_sink *s, ng_error *err)
 
 const char *pg_sink_table_compression(const pg_sink *s)
 {
-    return s->compression;
+    return s->link->compression;
 }
 
 /* ---- the batch --------------------------------------------------------- */
@@ -1000,7 +1014,7 @@ static attempt_status statement_failed(pg_sink *s, PGresult *res, ng_error *err,
 {
     const char *sqlstate =
         res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
-    if (sqlstate != NULL && PQstatus(s->conn) == CONNECTION_OK &&
+    if (sqlstate != NULL && PQstatus(s->link->conn) == CONNECTION_OK &&
         pg_classify_sqlstate(sqlstate) == NG_ERR_PERMANENT) {
         snprintf(s->row_sqlstate, sizeof s->row_sqlstate, "%s", sqlstate);
         result_message(res, s->row_message, sizeof s->row_message);
@@ -1037,7 +1051,7 @@ static PGresult *drain(PGconn *conn, bool *copy_in)
 static attempt_status attempt(pg_sink *s, const size_t *idx, size_t k,
                               ng_error *err)
 {
-    PGconn *conn = s->conn;
+    PGconn *conn = s->link->conn;
     if (PQstatus(conn) != CONNECTION_OK) {
         fail_connection(s, err, "starting a batch");
         return ATTEMPT_FAILED;
@@ -1045,8 +1059,8 @@ static attempt_status attempt(pg_sink *s, const size_t *idx, size_t k,
     /* After a failed attempt the transaction is still open: close it in
      * the same round trip. */
     const ng_buf *sql = PQtransactionStatus(conn) == PQTRANS_IDLE
-                            ? &s->sql_copy
-                            : &s->sql_re_copy;
+                            ? &s->link->sql_copy
+                            : &s->link->sql_re_copy;
     round_trip(s);
     if (!PQsendQuery(conn, sql->data)) {
         fail_connection(s, err, "starting a batch");
@@ -1087,7 +1101,7 @@ static attempt_status attempt(pg_sink *s, const size_t *idx, size_t k,
     }
 
     round_trip(s);
-    if (!PQsendQuery(conn, s->sql_insert.data)) {
+    if (!PQsendQuery(conn, s->link->sql_insert.data)) {
         fail_connection(s, err, "inserting the batch");
         return ATTEMPT_FAILED;
     }

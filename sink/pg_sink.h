@@ -121,6 +121,12 @@ void pg_sink_free(pg_sink *s);
  * error. */
 int pg_sink_connect(pg_sink *s, ng_error *err);
 
+/* Makes s write on with's connection (with must be a sink of the same
+ * table and options): two batches, one connection. Only one of the two
+ * may connect or flush at a time; adding rows to one while the other
+ * flushes is fine. Free s before with. */
+void pg_sink_share(pg_sink *s, pg_sink *with);
+
 /* Whether the sink holds a working connection (as far as it knows). */
 int pg_sink_connected(const pg_sink *s);
 

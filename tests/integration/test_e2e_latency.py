@@ -5,7 +5,8 @@ partial batch at once (the writer is idle, the consumer has nothing
 waiting): a few messages are rows within seconds, not after a minute.
 Each assigned partition is logged once as "partition started" with the
 offset of its first message (0 on a new topic), and a second burst
-produced while the worker runs is also stored without the timer."""
+produced while the worker runs is also stored without the timer. The
+worker holds one PostgreSQL connection (its two batches share it)."""
 import os
 import sys
 import time
@@ -38,6 +39,13 @@ def body():
     took = time.time() - t0
     check(took < LIMIT_S, "... long before --batch-ms (60 s): %.1f s from the start, "
           "joining the group included" % took)
+
+    # The design's "one PostgreSQL connection" per worker: both batches
+    # (one filling, one being written) go over the same one.
+    conns = e2e.psql_rows("SELECT count(*) FROM pg_stat_activity WHERE "
+                          "application_name = 'nanguard' AND "
+                          "datname = current_database()")
+    check(conns == [["1"]], "the worker holds one PostgreSQL connection", conns)
 
     started = [x for x in w.lines() if x.get("msg") == "partition started"]
     parts = sorted(x.get("partition") for x in started)
