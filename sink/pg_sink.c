@@ -611,7 +611,8 @@ static int setup(pg_sink *s, ng_error *err)
                 const char *eff = comp_cp[0] == 'l'   ? "lz4"
                                   : comp_cp[0] == 'p' ? "pglz"
                                                       : PQgetvalue(res, r, 2);
-                snprintf(s->link->compression, sizeof s->link->compression, "%s", eff);
+                snprintf(s->link->compression, sizeof s->link->compression,
+                         "%s", eff);
             } else if (c == 6) {
                 snprintf(comp_md, sizeof comp_md, "%s", PQgetvalue(res, r, 1));
             }
@@ -729,7 +730,8 @@ void pg_sink_share(pg_sink *s, pg_sink *with)
 
 int pg_sink_connected(const pg_sink *s)
 {
-    return s->link->conn != NULL && s->link->ready && PQstatus(s->link->conn) == CONNECTION_OK;
+    return s->link->conn != NULL && s->link->ready &&
+           PQstatus(s->link->conn) == CONNECTION_OK;
 }
 
 int pg_sink_connect(pg_sink *s, ng_error *err)
@@ -792,7 +794,8 @@ int pg_sink_connect(pg_sink *s, ng_error *err)
     }
     if (!s->link->ready) {
         if (setup(s, err) != 0) {
-            if (s->link->conn != NULL && PQstatus(s->link->conn) != CONNECTION_OK) {
+            if (s->link->conn != NULL &&
+                PQstatus(s->link->conn) != CONNECTION_OK) {
                 drop_connection(s);
             }
             return -1;

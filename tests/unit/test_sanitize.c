@@ -610,22 +610,78 @@ static const char *pick(uint32_t *seed, const char *const *list, size_t n)
 #define COUNT(a) (sizeof(a) / sizeof((a)[0]))
 
 static const char *const good_numbers[] = {
-    "-0.7570101556621237", "1.4790773355136182", "0", "-0", "0.5", "12",
-    "-3", "100", "0.007828015784195765", "-1.0", "123456789", "-0.0", "9.5",
-    "-1.1035552832915223", "0.34558644010168516", "2.091914325874625",
+    "-0.7570101556621237",
+    "1.4790773355136182",
+    "0",
+    "-0",
+    "0.5",
+    "12",
+    "-3",
+    "100",
+    "0.007828015784195765",
+    "-1.0",
+    "123456789",
+    "-0.0",
+    "9.5",
+    "-1.1035552832915223",
+    "0.34558644010168516",
+    "2.091914325874625",
 };
 
 /* In range, with an exponent: less usual. */
 static const char *const exp_numbers[] = {
-    "2.2250738585072014e-308", "1e+300", "5e-324", "-4.7261734955766826e-05",
+    "2.2250738585072014e-308",
+    "1e+300",
+    "5e-324",
+    "-4.7261734955766826e-05",
 };
 
 static const char *const odd_numbers[] = {
-    "NaN", "-Infinity", "Infinity", "+NaN", "-NaN", "1e400", "01", "1.", "-",
-    "1.2.3", "--1", "-.5", ".5", "1-2", "0x1", "1e", "00", "-01", "1.5.",
-    "true", "null", "\"s\"", "[]", "{}", "1E5", "", "1 2", "nan", "1.5e",
-    "-I", "0.", "1..2", "2-", "- 1", "1,", "Inf", "1]", "[1", "1}", "1:",
-    "1\"", "0e400", "-0.0e-0", "1.5E+3", "7e-16384",
+    "NaN",
+    "-Infinity",
+    "Infinity",
+    "+NaN",
+    "-NaN",
+    "1e400",
+    "01",
+    "1.",
+    "-",
+    "1.2.3",
+    "--1",
+    "-.5",
+    ".5",
+    "1-2",
+    "0x1",
+    "1e",
+    "00",
+    "-01",
+    "1.5.",
+    "true",
+    "null",
+    "\"s\"",
+    "[]",
+    "{}",
+    "1E5",
+    "",
+    "1 2",
+    "nan",
+    "1.5e",
+    "-I",
+    "0.",
+    "1..2",
+    "2-",
+    "- 1",
+    "1,",
+    "Inf",
+    "1]",
+    "[1",
+    "1}",
+    "1:",
+    "1\"",
+    "0e400",
+    "-0.0e-0",
+    "1.5E+3",
+    "7e-16384",
     "1234567890123456789012345678901234567890123456789012345678901234567890",
 };
 
@@ -634,19 +690,56 @@ static const char *const separators[] = {
 };
 
 static const char *const good_text[] = {
-    "word ",    "abc",    "\\u00e9", "\\u4e16\\u754c", "\\ud83d\\ude00",
-    "\\n",      "\\t",    "\\\\",    "\\\"",           "\\/",
-    "\\b",      "\\f",    "\\r",     " ",              "\\u0041",
-    "\\uFFFF",  "\\uD7FF", "\\uE000", "x\\\\\\\"y",    "NaN",
-    "\\u043c\\u0438\\u0440 ", "a\\\\\\\"NaN", "\\\\NaN\\\\", "\\uDBFF\\uDFFF",
+    "word ",
+    "abc",
+    "\\u00e9",
+    "\\u4e16\\u754c",
+    "\\ud83d\\ude00",
+    "\\n",
+    "\\t",
+    "\\\\",
+    "\\\"",
+    "\\/",
+    "\\b",
+    "\\f",
+    "\\r",
+    " ",
+    "\\u0041",
+    "\\uFFFF",
+    "\\uD7FF",
+    "\\uE000",
+    "x\\\\\\\"y",
+    "NaN",
+    "\\u043c\\u0438\\u0440 ",
+    "a\\\\\\\"NaN",
+    "\\\\NaN\\\\",
+    "\\uDBFF\\uDFFF",
 };
 
 static const char *const odd_text[] = {
-    "\\u0000", "\\ud800", "\\udc00", "\\ud800\\u0041", "\\ud83d\\ud83d",
-    "\\x",     "\\u12G4", "\\u12",   "\x01",           "\xc3\xa9",
-    "\xff",    "\xe2\x82", "\\",     "\"",             "\\u",
-    "\\uD800\\\\", "\\U0041", "\x7f", "\\'", "\xed\xa0\x80",
-    "\\ud83d\\ude00\\udc00", "\\\\\\", "\\u00",
+    "\\u0000",
+    "\\ud800",
+    "\\udc00",
+    "\\ud800\\u0041",
+    "\\ud83d\\ud83d",
+    "\\x",
+    "\\u12G4",
+    "\\u12",
+    "\x01",
+    "\xc3\xa9",
+    "\xff",
+    "\xe2\x82",
+    "\\",
+    "\"",
+    "\\u",
+    "\\uD800\\\\",
+    "\\U0041",
+    "\x7f",
+    "\\'",
+    "\xed\xa0\x80",
+    "\\ud83d\\ude00\\udc00",
+    "\\\\\\",
+    "\\u00",
 };
 
 static void put(char *buf, size_t *len, size_t cap, const char *s)
@@ -668,13 +761,15 @@ static void put_numbers(char *buf, size_t *len, size_t cap, uint32_t *seed,
     put(buf, len, cap, "[");
     for (size_t i = 0; i < n; i++) {
         if (i > 0) {
-            put(buf, len, cap, lcg_next(seed) % 8 ? ", " :
-                pick(seed, separators, COUNT(separators)));
+            put(buf, len, cap,
+                lcg_next(seed) % 8 ? ", "
+                                   : pick(seed, separators, COUNT(separators)));
         }
         put(buf, len, cap,
-            i == odd_at                ? pick(seed, odd_numbers, COUNT(odd_numbers))
-            : lcg_next(seed) % 30 == 0 ? pick(seed, exp_numbers, COUNT(exp_numbers))
-                                       : pick(seed, good_numbers, COUNT(good_numbers)));
+            i == odd_at ? pick(seed, odd_numbers, COUNT(odd_numbers))
+            : lcg_next(seed) % 30 == 0
+                ? pick(seed, exp_numbers, COUNT(exp_numbers))
+                : pick(seed, good_numbers, COUNT(good_numbers)));
     }
     put(buf, len, cap, "]");
 }
@@ -794,15 +889,15 @@ static void test_long_inputs_any_chunking(void **state)
         struct run ref;
         run_input(h, in, len, 1, &ref);
         char ref_msg[sizeof(((sanitize_error *)0)->message)];
-        snprintf(ref_msg, sizeof ref_msg, "%s", sanitize_last_error(h)->message);
+        snprintf(ref_msg, sizeof ref_msg, "%s",
+                 sanitize_last_error(h)->message);
         size_t npaths = sanitize_path_count(h);
         for (size_t i = 0; i < npaths; i++) {
             snprintf(paths[i], sizeof paths[i], "%s", sanitize_path(h, i));
         }
         static const size_t chunks[] = {0, 97, 200};
         for (size_t c = 0; c < COUNT(chunks); c++) {
-            check_same_run(h, in, len, chunks[c], &ref, ref_msg, paths,
-                           npaths);
+            check_same_run(h, in, len, chunks[c], &ref, ref_msg, paths, npaths);
         }
     }
     sanitize_free(h);
