@@ -16,7 +16,7 @@
  * keeps polling (so the group keeps it), retries the batch with backoff,
  * and holds any message that still arrives until the batch is through.
  *
- * Batches are double-buffered: two sinks (two connections), one filled by
+ * Batches are double-buffered: two sinks on one connection, one filled by
  * this thread while a writer thread flushes the other, so that consuming
  * and sanitizing go on while PostgreSQL writes. Only one batch is ever
  * being written, in the order they were filled; a batch that failed is
@@ -1068,8 +1068,6 @@ worker *worker_new(const ng_config *cfg, ng_error *err)
         /* Two batches, one connection: one fills while the other is
          * written, and only one is written at a time. */
         pg_sink_share(w->sinks[1], w->sinks[0]);
-    }
-    if (w->sinks[1] != NULL) {
         pthread_mutex_init(&w->wr.mu, NULL);
         pthread_cond_init(&w->wr.cv, NULL);
         w->wr.started = pthread_create(&w->wr.th, NULL, writer_main, w) == 0;
@@ -1197,8 +1195,7 @@ static int shut_down(worker *w)
 int worker_run(worker *w, volatile sig_atomic_t *stop)
 {
     ng_error err;
-    if (pg_sink_connect(w->sinks[0], &err) != 0 ||
-        pg_sink_connect(w->sinks[1], &err) != 0) {
+    if (pg_sink_connect(w->sinks[0], &err) != 0) { /* sinks[1] shares it */
         if (err.klass == NG_ERR_CONFIG) {
             ng_log(NG_LOG_ERROR, "PostgreSQL configuration error", "reason",
                    err.message, "sqlstate", err.sqlstate, NULL);
