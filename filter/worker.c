@@ -174,6 +174,14 @@ static uint64_t now_ms(void)
     return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
+/* Milliseconds from then to now; 0 when then is later. The main loop reads
+ * the clock once per turn, and a write that fails during the turn stamps
+ * blocked_since after it: an unsigned now - then would wrap to "forever". */
+static uint64_t since_ms(uint64_t now, uint64_t then)
+{
+    return now > then ? now - then : 0;
+}
+
 static char *dup_str(const char *s)
 {
     return s ? strdup(s) : NULL;
@@ -621,7 +629,7 @@ static void unblock(worker *w)
     if (!w->blocked) {
         return;
     }
-    uint64_t secs = (now_ms() - w->blocked_since) / 1000;
+    uint64_t secs = since_ms(now_ms(), w->blocked_since) / 1000;
     char s[24];
     snprintf(s, sizeof s, "%llu", (unsigned long long)secs);
     ng_log(NG_LOG_INFO, "PostgreSQL is back, resuming", "seconds#", s, NULL);
@@ -677,8 +685,9 @@ static int flush_result(worker *w, int idx, int rc, const ng_error *e)
                : "PostgreSQL unavailable, partitions paused",
            "error_code", err.code, "sqlstate", err.sqlstate, "reason",
            err.message, "retry_in_ms#", d, NULL);
-    if (!w->critical_sent && (err.klass == NG_ERR_CONFIG ||
-                              now - w->blocked_since >= w->critical_after_ms)) {
+    if (!w->critical_sent &&
+        (err.klass == NG_ERR_CONFIG ||
+         since_ms(now, w->blocked_since) >= w->critical_after_ms)) {
         tell_critical_all(w);
     }
     return -1;
@@ -1235,12 +1244,12 @@ int worker_run(worker *w, volatile sig_atomic_t *stop)
         retry_due(w, now);
         write_due(w, now, drained);
         if (w->blocked && !w->critical_sent &&
-            now - w->blocked_since >= w->critical_after_ms) {
+            since_ms(now, w->blocked_since) >= w->critical_after_ms) {
             tell_critical_all(w);
         }
         store_offsets(w);
         if (w->stats_interval_ms > 0 &&
-            now - w->last_stats >= w->stats_interval_ms) {
+            since_ms(now, w->last_stats) >= w->stats_interval_ms) {
             w->last_stats = now;
             log_stats(w, "progress");
         }
