@@ -446,10 +446,12 @@ static void dlq_refused(rd_kafka_resp_err_t perr)
             m.mc, 1, APIKEY_PRODUCE, 4, perr, 0, perr, 0, perr, 0, perr, 0),
         RD_KAFKA_RESP_ERR_NO_ERROR);
 
+    /* The reader first: the worker may use up the errors while a reader
+     * made after it is still connecting, and then nothing is sampled. */
+    rd_kafka_t *reader = offset_reader_new(m.bs);
     uint64_t t0 = now_ms();
     struct run r;
     run_start(&r, m.bs, NULL);
-    rd_kafka_t *reader = offset_reader_new(m.bs);
 
     size_t left = 4;
     int samples = 0;
