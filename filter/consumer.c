@@ -14,6 +14,8 @@ struct consumer {
     /* Assigned partitions that have not delivered a message yet: the first
      * one is logged with its offset (where consuming resumed). */
     rd_kafka_topic_partition_list_t *unstarted;
+    int in_group; /* an assignment (maybe empty) came since the last loss */
+    int nassigned;
 };
 
 static void log_parts(const char *msg,
@@ -36,6 +38,8 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
     int cooperative =
         strcmp(rd_kafka_rebalance_protocol(rk), "COOPERATIVE") == 0;
     if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+        c->in_group = 1;
+        c->nassigned = cooperative ? c->nassigned + parts->cnt : parts->cnt;
         if (parts->cnt > 0) {
             log_parts("partitions assigned", parts);
         }
@@ -62,6 +66,10 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
         return;
     }
     int lost = rd_kafka_assignment_lost(rk);
+    c->nassigned = cooperative ? c->nassigned - parts->cnt : 0;
+    if (lost) {
+        c->in_group = 0;
+    }
     if (parts->cnt > 0) {
         log_parts(lost ? "partitions lost" : "partitions revoked", parts);
     }
@@ -268,6 +276,16 @@ int consumer_commit(consumer *c, ng_error *err)
                             "commit failed: %s", rd_kafka_err2str(e));
     }
     return 0;
+}
+
+int consumer_in_group(const consumer *c)
+{
+    return c->in_group;
+}
+
+int consumer_assigned_now(const consumer *c)
+{
+    return c->nassigned;
 }
 
 int consumer_assigned_count(consumer *c)

@@ -58,7 +58,13 @@ void consumer_store(consumer *c, const char *topic, int32_t partition,
                     int64_t next);
 /* Commits the stored offsets now and waits. */
 int consumer_commit(consumer *c, ng_error *err);
-/* Partitions assigned now. */
+/* Whether the consumer holds a place in the group: an assignment (maybe
+ * empty) came and was not lost since. */
+int consumer_in_group(const consumer *c);
+/* Partitions assigned now, as the rebalance callbacks counted them
+ * (cheap: for every loop turn). */
+int consumer_assigned_now(const consumer *c);
+/* Partitions assigned now, asked of librdkafka. */
 int consumer_assigned_count(consumer *c);
 rd_kafka_t *consumer_handle(consumer *c);
 

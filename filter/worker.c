@@ -30,6 +30,8 @@
 #include "common/buf.h"
 #include "common/json_write.h"
 #include "common/log.h"
+#include "common/status.h"
+#include "common/status_server.h"
 #include "consumer.h"
 #include "envelope.h"
 #include "offsets.h"
@@ -86,6 +88,9 @@ const ng_option worker_settings[] = {
     {"stats-interval-ms", NG_OPT_INT, "10000",
      "how often to log progress counters (0: never)"},
     {"log-level", NG_OPT_STRING, "info", "debug, info, warn or error"},
+    {"http-listen", NG_OPT_STRING, "",
+     "serve /metrics, /healthz and /readyz on HOST:PORT (:PORT: every "
+     "interface; empty: no HTTP)"},
 };
 const size_t worker_settings_count =
     sizeof worker_settings / sizeof worker_settings[0];
@@ -114,8 +119,49 @@ struct slot {
 
 struct counters {
     uint64_t consumed, stored, duplicates, dead_lettered, tombstones;
-    uint64_t rewrites, bytes;
+    uint64_t rewrites, bytes, critical;
+    uint64_t by_kind[SANITIZE_KIND_COUNT];
 };
+
+/* What /metrics shows (common/status.h), in the order publish() fills. */
+static const ng_metric worker_metrics[] = {
+    {"nanguard_messages_consumed_total", NULL, NG_METRIC_COUNTER,
+     "Kafka messages consumed"},
+    {"nanguard_bytes_consumed_total", NULL, NG_METRIC_COUNTER,
+     "bytes of message values consumed"},
+    {"nanguard_rows_stored_total", NULL, NG_METRIC_COUNTER,
+     "checkpoints written to PostgreSQL"},
+    {"nanguard_rows_duplicate_total", NULL, NG_METRIC_COUNTER,
+     "checkpoints that were already in PostgreSQL (replays)"},
+    {"nanguard_dead_lettered_total", NULL, NG_METRIC_COUNTER,
+     "messages sent to the dead-letter topic"},
+    {"nanguard_tombstones_total", NULL, NG_METRIC_COUNTER,
+     "messages with a null value, skipped"},
+    {"nanguard_critical_notifications_total", NULL, NG_METRIC_COUNTER,
+     "checkpoint_flush_critical_error events sent"},
+    {"nanguard_rewrites_total", "kind=\"nan\"", NG_METRIC_COUNTER,
+     "values repaired by the sanitizer, by kind"},
+    {"nanguard_rewrites_total", "kind=\"infinity\"", NG_METRIC_COUNTER, ""},
+    {"nanguard_rewrites_total", "kind=\"out_of_range\"", NG_METRIC_COUNTER, ""},
+    {"nanguard_rewrites_total", "kind=\"nul_escape\"", NG_METRIC_COUNTER, ""},
+    {"nanguard_rewrites_total", "kind=\"lone_surrogate\"", NG_METRIC_COUNTER,
+     ""},
+    {"nanguard_rewrites_total", "kind=\"invalid_utf8\"", NG_METRIC_COUNTER, ""},
+    {"nanguard_in_flight_messages", NULL, NG_METRIC_GAUGE,
+     "messages consumed and not yet finished (offset not stored)"},
+    {"nanguard_held_messages", NULL, NG_METRIC_GAUGE,
+     "messages held while PostgreSQL is unavailable"},
+    {"nanguard_partitions_assigned", NULL, NG_METRIC_GAUGE,
+     "partitions this worker holds"},
+    {"nanguard_postgres_available", NULL, NG_METRIC_GAUGE,
+     "0 while PostgreSQL writes fail and the partitions are paused"},
+    {"nanguard_postgres_unavailable_seconds", NULL, NG_METRIC_GAUGE,
+     "how long the current PostgreSQL outage has lasted (0: none)"},
+};
+#define N_METRICS (sizeof worker_metrics / sizeof worker_metrics[0])
+#define STATUS_EVERY_MS 100
+/* /healthz fails when the main loop has not turned for this long. */
+#define STALE_AFTER_MS 60000
 
 struct worker {
     consumer *cons;
@@ -165,6 +211,12 @@ struct worker {
     ng_buf scratch;
     struct counters n;
     uint64_t last_stats;
+
+    ng_status *status; /* NULL without --http-listen */
+    ng_status_server *http;
+    uint64_t last_status;
+    bool pg_ok; /* the last connect or write went through */
+    bool stopping;
 };
 
 static uint64_t now_ms(void)
@@ -410,6 +462,8 @@ static void tell_critical(worker *w, const char *thread_id, const char *msg,
                        TAG_UNTRACKED, &err) != 0) {
         ng_log(NG_LOG_ERROR, "cannot send critical notification", "thread_id",
                thread_id, NULL);
+    } else {
+        w->n.critical++;
     }
 }
 
@@ -577,6 +631,9 @@ static void process(worker *w, rd_kafka_message_t *m)
     }
     uint64_t rewrites = sanitize_rewrites(w->san);
     w->n.rewrites += rewrites;
+    for (int k = 0; rewrites > 0 && k < SANITIZE_KIND_COUNT; k++) {
+        w->n.by_kind[k] += sanitize_count(w->san, (sanitize_kind)k);
+    }
     if (rewrites > 0 && w->notify_sanitized) {
         notify_sanitized(w, s);
     }
@@ -654,6 +711,7 @@ static int flush_result(worker *w, int idx, int rc, const ng_error *e)
     ng_error err = *e;
     uint64_t now = now_ms();
     settle_results(w, w->sinks[idx]); /* all, or those before a failure */
+    w->pg_ok = rc == 0;
     if (rc == 0) {
         if (w->retry == idx) {
             w->retry = -1;
@@ -1006,6 +1064,27 @@ static char *first_topic_with(const char *topics, const char *suffix)
     return s;
 }
 
+/* The status server, when --http-listen names an address. */
+static int start_http(worker *w, const char *listen, ng_error *err)
+{
+    if (listen == NULL || listen[0] == '\0') {
+        return 0;
+    }
+    w->status = ng_status_new(worker_metrics, N_METRICS, STALE_AFTER_MS);
+    if (w->status == NULL) {
+        return ng_error_set(err, NG_ERR_CONFIG, "oom", "out of memory");
+    }
+    w->http = ng_status_server_start(listen, w->status, err);
+    if (w->http == NULL) {
+        return -1;
+    }
+    char port[16];
+    snprintf(port, sizeof port, "%d", ng_status_server_port(w->http));
+    ng_log(NG_LOG_INFO, "serving /metrics, /healthz and /readyz", "listen",
+           listen, "port#", port, NULL);
+    return 0;
+}
+
 worker *worker_new(const ng_config *cfg, ng_error *err)
 {
     const char *brokers = ng_config_get(cfg, "brokers");
@@ -1098,7 +1177,8 @@ worker *worker_new(const ng_config *cfg, ng_error *err)
                            .on_revoke = on_revoke,
                            .ctx = w};
     w->cons = cconf ? consumer_new(cconf, &co, err) : NULL;
-    if (w->cons == NULL || consumer_subscribe(w->cons, topics, err) != 0) {
+    if (w->cons == NULL || consumer_subscribe(w->cons, topics, err) != 0 ||
+        start_http(w, ng_config_get(cfg, "http-listen"), err) != 0) {
         worker_free(w);
         return NULL;
     }
@@ -1110,6 +1190,8 @@ void worker_free(worker *w)
     if (w == NULL) {
         return;
     }
+    ng_status_server_stop(w->http); /* first: it reads w->status */
+    ng_status_free(w->status);
     consumer_free(w->cons);
     for (size_t i = 0; i < w->nslots; i++) {
         if (w->slots[i].state != SLOT_FREE) {
@@ -1143,6 +1225,58 @@ void worker_free(worker *w)
     free(w);
 }
 
+/* Why the worker cannot do its work now (NULL: it can): /readyz. */
+static const char *not_ready(const worker *w, char *buf, size_t n)
+{
+    if (w->stopping) {
+        return "stopping";
+    }
+    if (w->blocked || !w->pg_ok) {
+        snprintf(buf, n, "PostgreSQL %s: %s",
+                 w->block_err.klass == NG_ERR_CONFIG ? "needs attention"
+                                                     : "unavailable",
+                 w->block_err.message[0] ? w->block_err.message
+                                         : "not connected yet");
+        return buf;
+    }
+    if (!consumer_in_group(w->cons)) {
+        return "not in the consumer group yet";
+    }
+    return NULL;
+}
+
+/* Hands the counters and readiness to the HTTP server, at most every
+ * STATUS_EVERY_MS unless forced. */
+static void publish(worker *w, uint64_t now, bool force)
+{
+    if (w->status == NULL ||
+        (!force && since_ms(now, w->last_status) < STATUS_EVERY_MS)) {
+        return;
+    }
+    _Static_assert(SANITIZE_KIND_COUNT == 6, "one metric per kind");
+    w->last_status = now;
+    double v[N_METRICS];
+    size_t i = 0;
+    v[i++] = (double)w->n.consumed;
+    v[i++] = (double)w->n.bytes;
+    v[i++] = (double)w->n.stored;
+    v[i++] = (double)w->n.duplicates;
+    v[i++] = (double)w->n.dead_lettered;
+    v[i++] = (double)w->n.tombstones;
+    v[i++] = (double)w->n.critical;
+    for (int k = 0; k < SANITIZE_KIND_COUNT; k++) {
+        v[i++] = (double)w->n.by_kind[k];
+    }
+    v[i++] = (double)offsets_in_flight(w->offs);
+    v[i++] = (double)w->nheld;
+    v[i++] = (double)consumer_assigned_now(w->cons);
+    v[i++] = w->blocked || !w->pg_ok ? 0 : 1;
+    v[i++] = w->blocked ? (double)since_ms(now, w->blocked_since) / 1000 : 0;
+    char buf[sizeof w->block_err.message + 64];
+    const char *why = not_ready(w, buf, sizeof buf);
+    ng_status_publish(w->status, v, why == NULL, why, now);
+}
+
 static void log_stats(worker *w, const char *msg)
 {
     char f[7][24];
@@ -1165,9 +1299,12 @@ static void log_stats(worker *w, const char *msg)
 static int shut_down(worker *w)
 {
     ng_log(NG_LOG_INFO, "stopping: flushing and committing", NULL);
+    w->stopping = true;
+    publish(w, now_ms(), true);
     consumer_pause(w->cons);
     uint64_t deadline = now_ms() + w->shutdown_timeout_ms;
     while (now_ms() < deadline) {
+        publish(w, now_ms(), false);
         writer_wait(w);
         if (pending_rows(w) > 0 && now_ms() >= w->retry_at) {
             flush_all_now(w);
@@ -1204,7 +1341,9 @@ static int shut_down(worker *w)
 int worker_run(worker *w, volatile sig_atomic_t *stop)
 {
     ng_error err;
-    if (pg_sink_connect(w->sinks[0], &err) != 0) { /* sinks[1] shares it */
+    w->pg_ok = pg_sink_connect(w->sinks[0], &err) == 0; /* sinks[1] shares */
+    if (!w->pg_ok) {
+        w->block_err = err;
         if (err.klass == NG_ERR_CONFIG) {
             ng_log(NG_LOG_ERROR, "PostgreSQL configuration error", "reason",
                    err.message, "sqlstate", err.sqlstate, NULL);
@@ -1248,6 +1387,7 @@ int worker_run(worker *w, volatile sig_atomic_t *stop)
             tell_critical_all(w);
         }
         store_offsets(w);
+        publish(w, now, false);
         if (w->stats_interval_ms > 0 &&
             since_ms(now, w->last_stats) >= w->stats_interval_ms) {
             w->last_stats = now;
