@@ -33,9 +33,14 @@ static void usage(FILE *out, const ng_config *cfg)
             "commit, leave the\n"
             "group, exit 0.\n\noptions:\n");
     ng_config_help(cfg, out);
-    fprintf(out, "\nexit status: 0 after a clean stop, 64 bad usage, 78 "
-                 "configuration error\n(bad Kafka settings). PostgreSQL "
-                 "errors never stop the worker: it pauses\nand retries.\n");
+    fprintf(out,
+            "\nexit status: 0 after a clean stop, 64 bad usage, 78 "
+            "configuration error\n(bad Kafka settings, an --http-listen "
+            "address that cannot be taken).\nPostgreSQL errors never stop "
+            "the worker: it pauses and retries.\n\nHTTP (--http-listen): "
+            "GET /metrics (Prometheus text), /healthz (200 while\nthe main "
+            "loop turns), /readyz (200 when in the group with PostgreSQL "
+            "writable;\n503 with the reason otherwise).\n");
 }
 
 int cmd_worker(int argc, char **argv)
