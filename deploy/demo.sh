@@ -77,10 +77,13 @@ kcat -P -b "$brokers" -t "$topic" -K $'\t' -l "$dir/produce.tsv"
 echo "$expected messages on topic $topic"
 
 say "running two workers in consumer group $group"
+# Worker 1 also serves /metrics, /healthz and /readyz on a free port.
 for i in 1 2; do
+    http=()
+    if ((i == 1)); then http=(--http-listen 127.0.0.1:0); fi
     "$bin" worker --brokers "$brokers" --topic "$topic" --group "$group" \
         --pg "$pg" --create-table --instance-id "demo-worker-$i" \
-        --stats-interval-ms 2000 2>"$dir/worker$i.log" &
+        --stats-interval-ms 2000 "${http[@]}" 2>"$dir/worker$i.log" &
     workers+=($!)
 done
 
@@ -95,6 +98,27 @@ for _ in $(seq 1 120); do
     fi
     sleep 1
 done
+port=$(grep -o '"msg":"serving /metrics[^}]*"port":[0-9]*' "$dir/worker1.log" |
+    grep -o '[0-9]*$' || true)
+if [[ -n $port ]]; then
+    say "worker 1 over HTTP (127.0.0.1:$port): /readyz and /metrics"
+    python3 - "$port" <<'EOF'
+import sys
+import urllib.error
+import urllib.request
+
+base = "http://127.0.0.1:%s" % sys.argv[1]
+try:
+    with urllib.request.urlopen(base + "/readyz", timeout=5) as r:
+        print("/readyz", r.status, r.read().decode().strip())
+except urllib.error.HTTPError as e:
+    print("/readyz", e.code, e.read().decode().strip())
+with urllib.request.urlopen(base + "/metrics", timeout=5) as r:
+    for line in r.read().decode().splitlines():
+        if not line.startswith("#") and not line.endswith(" 0"):
+            print("  " + line)
+EOF
+fi
 for pid in "${workers[@]}"; do kill -TERM "$pid"; done
 for pid in "${workers[@]}"; do
     wait "$pid" || echo "worker $pid exited with $?"
