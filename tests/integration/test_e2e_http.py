@@ -11,7 +11,9 @@ free loopback port (port 0; the port is read from its log):
     PostgreSQL does;
   - unknown paths are 404, other methods 405; SIGTERM exits 0;
   - a taken --http-listen address is a configuration error (exit 78), a
-    malformed one bad usage (exit 64)."""
+    malformed one bad usage (exit 64).
+The worker reads deploy/systemd/worker.conf, the shipped example settings,
+so a setting there that the worker does not know fails this test."""
 import json
 import os
 import re
@@ -87,8 +89,12 @@ def body():
     names = e2e.Names("http")
     d = e2e.workdir("http")
     names.create(2)
+    # The example settings shipped for systemd, with this run's names and
+    # servers on the command line (which wins over the file).
+    conf = os.path.join(e2e.SOURCE, "deploy", "systemd", "worker.conf")
     w = e2e.Worker("a", d, names.topic, names.group, names.table,
-                   e2e.worker_args_fast() + ["--http-listen", "127.0.0.1:0"]).start()
+                   ["--config", conf] + e2e.worker_args_fast() +
+                   ["--http-listen", "127.0.0.1:0"]).start()
     check(e2e.wait_until(lambda: port_of(w), 30, interval=0.1, what="the port in the log"),
           "the worker logs the port it serves on")
     port = port_of(w)
