@@ -30,6 +30,7 @@
 #include "common/buf.h"
 #include "common/json_write.h"
 #include "common/log.h"
+#include "common/ratelimit.h"
 #include "common/status.h"
 #include "common/status_server.h"
 #include "consumer.h"
@@ -162,6 +163,11 @@ static const ng_metric worker_metrics[] = {
 #define STATUS_EVERY_MS 100
 /* /healthz fails when the main loop has not turned for this long. */
 #define STALE_AFTER_MS 60000
+/* Per-message log lines (dead letters, refused records): at most this many
+ * of a kind per window; the rest are counted (and each one is on the
+ * dead-letter topic, in the progress counters and in /metrics anyway). */
+#define LOG_BURST 20
+#define LOG_WINDOW_MS 10000
 
 struct worker {
     consumer *cons;
@@ -208,6 +214,7 @@ struct worker {
     ng_buf told; /* thread ids told in this outage, NUL separated */
 
     ng_backoff produce_backoff;
+    ng_ratelimit log_dead_letter, log_retry;
     ng_buf scratch;
     struct counters n;
     uint64_t last_stats;
@@ -321,16 +328,35 @@ static void slot_release(worker *w, struct slot *s, bool finished)
  */
 static void send_dead_letter(worker *w, struct slot *s);
 
+/* Whether a per-message line of this kind may be logged now; when lines
+ * were held back before it, says how many first. */
+static bool log_allowed(ng_ratelimit *r, const char *kind)
+{
+    uint64_t held;
+    if (!ng_ratelimit_allow(r, now_ms(), &held)) {
+        return false;
+    }
+    if (held > 0) {
+        char n[24];
+        snprintf(n, sizeof n, "%llu", (unsigned long long)held);
+        ng_log(NG_LOG_WARN, "log lines suppressed", "kind", kind, "count#", n,
+               NULL);
+    }
+    return true;
+}
+
 static void retry_later(worker *w, struct slot *s, bool notify, const char *why)
 {
     w->nretry += s->state != SLOT_RETRY;
     s->state = SLOT_RETRY;
     s->notify_due = notify;
     s->retry_at = now_ms() + ng_backoff_next(&w->produce_backoff);
-    ng_log(NG_LOG_WARN,
-           notify ? "notification not delivered, will retry"
-                  : "dead-letter record not delivered, will retry",
-           "topic", rd_kafka_topic_name(s->rkm->rkt), "error", why, NULL);
+    if (log_allowed(&w->log_retry, "not delivered, will retry")) {
+        ng_log(NG_LOG_WARN,
+               notify ? "notification not delivered, will retry"
+                      : "dead-letter record not delivered, will retry",
+               "topic", rd_kafka_topic_name(s->rkm->rkt), "error", why, NULL);
+    }
 }
 
 static void send_notification(worker *w, struct slot *s)
@@ -391,11 +417,14 @@ static void dead_letter(worker *w, struct slot *s, const char *klass,
 {
     s->err = *why;
     s->exception_class = klass;
-    char off[24];
-    snprintf(off, sizeof off, "%lld", (long long)s->rkm->offset);
-    ng_log(NG_LOG_WARN, "dead-lettering message", "topic",
-           rd_kafka_topic_name(s->rkm->rkt), "offset#", off, "thread_id",
-           s->thread_id, "error_code", why->code, "reason", why->message, NULL);
+    if (log_allowed(&w->log_dead_letter, "dead-lettering message")) {
+        char off[24];
+        snprintf(off, sizeof off, "%lld", (long long)s->rkm->offset);
+        ng_log(NG_LOG_WARN, "dead-lettering message", "topic",
+               rd_kafka_topic_name(s->rkm->rkt), "offset#", off, "thread_id",
+               s->thread_id, "error_code", why->code, "reason", why->message,
+               NULL);
+    }
     send_dead_letter(w, s);
 }
 
@@ -406,7 +435,8 @@ static void on_ack(void *ctx, uint64_t tag, rd_kafka_resp_err_t err,
     worker *w = ctx;
     struct slot *s = slot_of_tag(w, tag);
     if (s == NULL) {
-        if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        if (err != RD_KAFKA_RESP_ERR_NO_ERROR &&
+            log_allowed(&w->log_retry, "not delivered, will retry")) {
             ng_log(NG_LOG_WARN, "event not delivered", "error",
                    rd_kafka_err2str(err), NULL);
         }
@@ -1124,6 +1154,8 @@ worker *worker_new(const ng_config *cfg, ng_error *err)
                     (uint64_t)ng_config_int(cfg, "retry-initial-ms"),
                     w->retry_max_ms, NULL, NULL);
     ng_backoff_init(&w->produce_backoff, 100, 5000, NULL, NULL);
+    ng_ratelimit_init(&w->log_dead_letter, LOG_BURST, LOG_WINDOW_MS);
+    ng_ratelimit_init(&w->log_retry, LOG_BURST, LOG_WINDOW_MS);
 
     sanitize_options so = {.max_depth =
                                (size_t)ng_config_int(cfg, "max-depth")};
@@ -1333,6 +1365,18 @@ static int shut_down(worker *w)
     ng_error err;
     if (consumer_commit(w->cons, &err) != 0) {
         ng_log(NG_LOG_WARN, "final commit failed", "reason", err.message, NULL);
+    }
+    ng_ratelimit *held[] = {&w->log_dead_letter, &w->log_retry};
+    const char *kinds[] = {"dead-lettering message",
+                           "not delivered, will retry"};
+    for (int i = 0; i < 2; i++) {
+        uint64_t n = ng_ratelimit_take(held[i]);
+        if (n > 0) {
+            char c[24];
+            snprintf(c, sizeof c, "%llu", (unsigned long long)n);
+            ng_log(NG_LOG_WARN, "log lines suppressed", "kind", kinds[i],
+                   "count#", c, NULL);
+        }
     }
     log_stats(w, "stopped");
     return 0;

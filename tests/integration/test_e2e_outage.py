@@ -71,6 +71,19 @@ def body():
     check(w.count("partitions assigned") == 1, "partitions assigned once")
 
     e2e.stop_all([w])
+    # Per-message lines are rate limited (20 per 10 s), and every line held
+    # back is counted in a "log lines suppressed" line.
+    dl = [x for x in w.lines() if x.get("msg") == "dead-lettering message"]
+    held = sum(x.get("count", 0) for x in w.lines()
+               if x.get("msg") == "log lines suppressed"
+               and x.get("kind") == "dead-lettering message")
+    stopped = w.last("stopped") or {}
+    check(len(dl) + held == stopped.get("dead_lettered"),
+          "dead-lettering lines logged (%d) + suppressed (%d) = dead letters (%s)"
+          % (len(dl), held, stopped.get("dead_lettered")))
+    burst = max((sum(1 for y in dl if x["_t"] <= y["_t"] < x["_t"] + 9.9) for x in dl),
+                default=0)
+    check(burst <= 20, "at most 20 dead-lettering lines in any 10 s (%d)" % burst)
     data = e2e.reconcile(names, msgs)
     e2e.check_committed(names, d)
 
