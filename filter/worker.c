@@ -20,8 +20,9 @@
  * this thread while a writer thread flushes the other, so that consuming
  * and sanitizing go on while PostgreSQL writes. Only one batch is ever
  * being written, in the order they were filled; a batch that failed is
- * written again before any other. The writer thread touches only the sink
- * it was handed; every slot, offset and outcome stays on this thread.
+ * written again before any other. The writer thread (sink/pg_writer.h)
+ * touches only the sink it was handed; every slot, offset and outcome
+ * stays on this thread.
  */
 #define _POSIX_C_SOURCE 200809L
 #include "worker.h"
@@ -41,8 +42,8 @@
 #include "sink/events.h"
 #include "sink/outcome.h"
 #include "sink/pg_sink.h"
+#include "sink/pg_writer.h"
 
-#include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -175,18 +176,7 @@ struct worker {
     pg_sink *sinks[2];
     int fill;  /* the sink rows are added to */
     int retry; /* a sink whose flush failed: it goes next; -1 when none */
-    struct {
-        pthread_t th;
-        bool started;
-        pthread_mutex_t mu;
-        pthread_cond_t cv;
-        int job;   /* the sink being written, -1 when idle */
-        bool done; /* the writer finished job: rc and err hold the end */
-        bool quit;
-        int rc;
-        ng_error err;
-        bool busy; /* this thread's view: a job is out */
-    } wr;
+    pg_writer *writer; /* flushes one sink at a time on its thread */
     sanitize *san;
     offsets *offs;
     char *topic_list;
@@ -781,73 +771,28 @@ static int flush_result(worker *w, int idx, int rc, const ng_error *e)
     return -1;
 }
 
-static void *writer_main(void *arg)
-{
-    worker *w = arg;
-    pthread_mutex_lock(&w->wr.mu);
-    for (;;) {
-        while (!w->wr.quit && (w->wr.job < 0 || w->wr.done)) {
-            pthread_cond_wait(&w->wr.cv, &w->wr.mu);
-        }
-        if (w->wr.quit) {
-            break;
-        }
-        pg_sink *sink = w->sinks[w->wr.job];
-        pthread_mutex_unlock(&w->wr.mu);
-        ng_error err = {0};
-        int rc = pg_sink_flush(sink, &err);
-        pthread_mutex_lock(&w->wr.mu);
-        w->wr.rc = rc;
-        w->wr.err = err;
-        w->wr.done = true;
-        pthread_cond_broadcast(&w->wr.cv);
-    }
-    pthread_mutex_unlock(&w->wr.mu);
-    return NULL;
-}
-
 /* Hands sink idx to the writer thread. */
 static void writer_start(worker *w, int idx)
 {
-    pthread_mutex_lock(&w->wr.mu);
-    w->wr.job = idx;
-    w->wr.done = false;
-    pthread_cond_broadcast(&w->wr.cv);
-    pthread_mutex_unlock(&w->wr.mu);
-    w->wr.busy = true;
+    pg_writer_start(w->writer, w->sinks[idx]);
 }
 
 /* Takes the writer's result when it has one (waiting up to wait_ms).
  * Returns true when the writer is idle afterwards. */
 static bool writer_poll(worker *w, unsigned wait_ms)
 {
-    if (!w->wr.busy) {
+    pg_sink *sink = NULL;
+    int rc = 0;
+    ng_error err = {0};
+    switch (pg_writer_poll(w->writer, wait_ms, &sink, &rc, &err)) {
+    case PG_WRITER_IDLE:
         return true;
-    }
-    pthread_mutex_lock(&w->wr.mu);
-    if (!w->wr.done && wait_ms > 0) {
-        struct timespec until;
-        clock_gettime(CLOCK_REALTIME, &until);
-        until.tv_nsec += (long)(wait_ms % 1000) * 1000000L;
-        until.tv_sec += wait_ms / 1000 + until.tv_nsec / 1000000000L;
-        until.tv_nsec %= 1000000000L;
-        while (!w->wr.done &&
-               pthread_cond_timedwait(&w->wr.cv, &w->wr.mu, &until) == 0) {
-        }
-    }
-    bool done = w->wr.done;
-    int idx = w->wr.job, rc = w->wr.rc;
-    ng_error err = w->wr.err;
-    if (done) {
-        w->wr.job = -1;
-        w->wr.done = false;
-    }
-    pthread_mutex_unlock(&w->wr.mu);
-    if (!done) {
+    case PG_WRITER_RUNNING:
         return false;
+    case PG_WRITER_DONE:
+        break;
     }
-    w->wr.busy = false;
-    flush_result(w, idx, rc, &err);
+    flush_result(w, sink == w->sinks[0] ? 0 : 1, rc, &err);
     return true;
 }
 
@@ -1181,23 +1126,16 @@ worker *worker_new(const ng_config *cfg, ng_error *err)
         .batch_ms = (unsigned)ng_config_int(cfg, "batch-ms"),
     };
     w->retry = -1;
-    w->wr.job = -1;
     w->sinks[0] = pg_sink_new(&po, err);
     w->sinks[1] = w->sinks[0] ? pg_sink_new(&po, err) : NULL;
     if (w->sinks[1] != NULL) {
         /* Two batches, one connection: one fills while the other is
          * written, and only one is written at a time. */
         pg_sink_share(w->sinks[1], w->sinks[0]);
-        pthread_mutex_init(&w->wr.mu, NULL);
-        pthread_cond_init(&w->wr.cv, NULL);
-        w->wr.started = pthread_create(&w->wr.th, NULL, writer_main, w) == 0;
-        if (!w->wr.started) {
-            ng_error_set(err, NG_ERR_CONFIG, "thread",
-                         "cannot start the writer thread");
-        }
+        w->writer = pg_writer_new(err);
     }
     const char *instance = ng_config_get(cfg, "instance-id");
-    rd_kafka_conf_t *pconf = w->wr.started ? kafka_conf(cfg, false, err) : NULL;
+    rd_kafka_conf_t *pconf = w->writer ? kafka_conf(cfg, false, err) : NULL;
     outcome_options oo = {.dead_letter_topic = w->dlq_topic,
                           .notify_topic = notify_topic,
                           .worker = instance ? instance : "nanguard"};
@@ -1234,15 +1172,7 @@ void worker_free(worker *w)
         rd_kafka_message_destroy(w->held[i]);
     }
     outcome_free(w->out);
-    if (w->wr.started) {
-        pthread_mutex_lock(&w->wr.mu);
-        w->wr.quit = true;
-        pthread_cond_broadcast(&w->wr.cv);
-        pthread_mutex_unlock(&w->wr.mu);
-        pthread_join(w->wr.th, NULL);
-        pthread_mutex_destroy(&w->wr.mu);
-        pthread_cond_destroy(&w->wr.cv);
-    }
+    pg_writer_free(w->writer); /* before the sinks it may be writing */
     pg_sink_free(w->sinks[1]); /* first: it uses sinks[0]'s connection */
     pg_sink_free(w->sinks[0]);
     sanitize_free(w->san);
@@ -1401,7 +1331,7 @@ int worker_run(worker *w, volatile sig_atomic_t *stop)
     w->last_stats = now_ms();
     while (!*stop) {
         bool drained = false;
-        if (w->wr.busy && pg_sink_flush_due(w->sinks[w->fill])) {
+        if (pg_writer_busy(w->writer) && pg_sink_flush_due(w->sinks[w->fill])) {
             /* The next batch is full while the last one is still being
              * written: wait for the writer rather than read more. */
             writer_poll(w, 20);
@@ -1409,7 +1339,7 @@ int worker_run(worker *w, volatile sig_atomic_t *stop)
             /* Short polls while work is open, so delivery reports (served
              * after the consumer poll) and batches are not held up. */
             /* (busy first: the writer's sink is not ours to read) */
-            int timeout = w->wr.busy || pending_rows(w) > 0 ||
+            int timeout = pg_writer_busy(w->writer) || pending_rows(w) > 0 ||
                                   outcome_in_flight(w->out) > 0 || w->nretry > 0
                               ? 10
                               : 100;

@@ -1,0 +1,137 @@
+/* pg_writer.c - a pg_sink flushed on a thread of its own. */
+#define _POSIX_C_SOURCE 200809L
+#include "pg_writer.h"
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <time.h>
+
+struct pg_writer {
+    pthread_t th;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    pg_sink *job; /* handed over, NULL when none */
+    bool done;    /* the flush of job ended: rc and err hold the end */
+    bool quit;
+    int rc;
+    ng_error err;
+    bool busy; /* the caller's view: job not given back yet */
+};
+
+static void *writer_main(void *arg)
+{
+    pg_writer *wr = arg;
+    pthread_mutex_lock(&wr->mu);
+    for (;;) {
+        while (!wr->quit && (wr->job == NULL || wr->done)) {
+            pthread_cond_wait(&wr->cv, &wr->mu);
+        }
+        if (wr->quit) {
+            break;
+        }
+        pg_sink *sink = wr->job;
+        pthread_mutex_unlock(&wr->mu);
+        ng_error err = {0};
+        int rc = pg_sink_flush(sink, &err);
+        pthread_mutex_lock(&wr->mu);
+        wr->rc = rc;
+        wr->err = err;
+        wr->done = true;
+        pthread_cond_broadcast(&wr->cv);
+    }
+    pthread_mutex_unlock(&wr->mu);
+    return NULL;
+}
+
+pg_writer *pg_writer_new(ng_error *err)
+{
+    pg_writer *wr = calloc(1, sizeof *wr);
+    if (wr == NULL) {
+        ng_error_set(err, NG_ERR_CONFIG, "oom", "out of memory");
+        return NULL;
+    }
+    if (pthread_mutex_init(&wr->mu, NULL) != 0) {
+        free(wr);
+        ng_error_set(err, NG_ERR_CONFIG, "thread", "cannot make a mutex");
+        return NULL;
+    }
+    if (pthread_cond_init(&wr->cv, NULL) != 0) {
+        pthread_mutex_destroy(&wr->mu);
+        free(wr);
+        ng_error_set(err, NG_ERR_CONFIG, "thread", "cannot make a condition");
+        return NULL;
+    }
+    if (pthread_create(&wr->th, NULL, writer_main, wr) != 0) {
+        pthread_cond_destroy(&wr->cv);
+        pthread_mutex_destroy(&wr->mu);
+        free(wr);
+        ng_error_set(err, NG_ERR_CONFIG, "thread",
+                     "cannot start the writer thread");
+        return NULL;
+    }
+    return wr;
+}
+
+void pg_writer_free(pg_writer *wr)
+{
+    if (wr == NULL) {
+        return;
+    }
+    pthread_mutex_lock(&wr->mu);
+    wr->quit = true; /* a flush in progress ends first: the join waits */
+    pthread_cond_broadcast(&wr->cv);
+    pthread_mutex_unlock(&wr->mu);
+    pthread_join(wr->th, NULL);
+    pthread_cond_destroy(&wr->cv);
+    pthread_mutex_destroy(&wr->mu);
+    free(wr);
+}
+
+void pg_writer_start(pg_writer *wr, pg_sink *sink)
+{
+    pthread_mutex_lock(&wr->mu);
+    wr->job = sink;
+    wr->done = false;
+    pthread_cond_broadcast(&wr->cv);
+    pthread_mutex_unlock(&wr->mu);
+    wr->busy = true;
+}
+
+int pg_writer_busy(const pg_writer *wr)
+{
+    return wr->busy;
+}
+
+pg_writer_state pg_writer_poll(pg_writer *wr, unsigned wait_ms, pg_sink **sink,
+                               int *rc, ng_error *err)
+{
+    if (!wr->busy) {
+        return PG_WRITER_IDLE;
+    }
+    pthread_mutex_lock(&wr->mu);
+    if (!wr->done && wait_ms > 0) {
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_nsec += (long)(wait_ms % 1000) * 1000000L;
+        until.tv_sec += wait_ms / 1000 + until.tv_nsec / 1000000000L;
+        until.tv_nsec %= 1000000000L;
+        while (!wr->done &&
+               pthread_cond_timedwait(&wr->cv, &wr->mu, &until) == 0) {
+        }
+    }
+    bool done = wr->done;
+    if (done) {
+        *sink = wr->job;
+        *rc = wr->rc;
+        *err = wr->err;
+        wr->job = NULL;
+        wr->done = false;
+    }
+    pthread_mutex_unlock(&wr->mu);
+    if (!done) {
+        return PG_WRITER_RUNNING;
+    }
+    wr->busy = false;
+    return PG_WRITER_DONE;
+}
