@@ -822,7 +822,10 @@ static int batch_due(worker *w, uint64_t now, bool drained)
     }
     pg_sink *s = w->sinks[w->fill];
     if (pg_sink_pending(s) == 0) {
-        return -1;
+        /* Never connected (PostgreSQL was away at the start): try on the
+         * idle sink, so that a worker with nothing to write still finds
+         * out when it is back (and says so on /readyz). */
+        return !w->pg_ok && now >= w->retry_at ? 1 - w->fill : -1;
     }
     return pg_sink_flush_due(s) || (drained && !w->blocked) ? w->fill : -1;
 }
@@ -837,6 +840,13 @@ static void write_due(worker *w, uint64_t now, bool drained)
     }
     int idx = batch_due(w, now, drained);
     if (idx < 0) {
+        return;
+    }
+    if (pg_sink_pending(w->sinks[idx]) == 0) {
+        /* A retry or a first connection with no rows (those of revoked
+         * partitions may have been dropped): a flush would not reach the
+         * server, so only connect. */
+        pg_writer_start_connect(w->writer, w->sinks[idx]);
         return;
     }
     if (idx == w->fill) {

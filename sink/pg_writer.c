@@ -12,7 +12,8 @@ struct pg_writer {
     pthread_mutex_t mu;
     pthread_cond_t cv;
     pg_sink *job; /* handed over, NULL when none */
-    bool done;    /* the flush of job ended: rc and err hold the end */
+    bool connect_only;
+    bool done; /* the flush of job ended: rc and err hold the end */
     bool quit;
     int rc;
     ng_error err;
@@ -31,9 +32,11 @@ static void *writer_main(void *arg)
             break;
         }
         pg_sink *sink = wr->job;
+        bool connect_only = wr->connect_only;
         pthread_mutex_unlock(&wr->mu);
         ng_error err = {0};
-        int rc = pg_sink_flush(sink, &err);
+        int rc = connect_only ? pg_sink_connect(sink, &err)
+                              : pg_sink_flush(sink, &err);
         pthread_mutex_lock(&wr->mu);
         wr->rc = rc;
         wr->err = err;
@@ -88,14 +91,25 @@ void pg_writer_free(pg_writer *wr)
     free(wr);
 }
 
-void pg_writer_start(pg_writer *wr, pg_sink *sink)
+static void hand_over(pg_writer *wr, pg_sink *sink, bool connect_only)
 {
     pthread_mutex_lock(&wr->mu);
     wr->job = sink;
+    wr->connect_only = connect_only;
     wr->done = false;
     pthread_cond_broadcast(&wr->cv);
     pthread_mutex_unlock(&wr->mu);
     wr->busy = true;
+}
+
+void pg_writer_start(pg_writer *wr, pg_sink *sink)
+{
+    hand_over(wr, sink, false);
+}
+
+void pg_writer_start_connect(pg_writer *wr, pg_sink *sink)
+{
+    hand_over(wr, sink, true);
 }
 
 int pg_writer_busy(const pg_writer *wr)

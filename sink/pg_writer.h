@@ -25,12 +25,16 @@ void pg_writer_free(pg_writer *wr);
 
 /* Hands sink over to be flushed. The writer must be idle. */
 void pg_writer_start(pg_writer *wr, pg_sink *sink);
+/* Hands sink over only to connect (pg_sink_connect): with no rows to
+ * write, a flush would not touch the server. The writer must be idle. */
+void pg_writer_start_connect(pg_writer *wr, pg_sink *sink);
 
 /* Whether a flush was handed over and not given back yet. */
 int pg_writer_busy(const pg_writer *wr);
 
 /* Waits up to wait_ms for the flush handed over. On PG_WRITER_DONE, *sink
- * is the sink, *rc and err what pg_sink_flush returned. */
+ * is the sink, *rc and err what pg_sink_flush (or pg_sink_connect)
+ * returned. */
 pg_writer_state pg_writer_poll(pg_writer *wr, unsigned wait_ms, pg_sink **sink,
                                int *rc, ng_error *err);
 

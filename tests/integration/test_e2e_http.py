@@ -8,7 +8,8 @@ free loopback port (port 0; the port is read from its log):
   - while PostgreSQL is stopped and a write fails, /readyz is 503 naming
     PostgreSQL and nanguard_postgres_available is 0 (/healthz stays 200:
     the process is alive, a restart would not help); both return after
-    PostgreSQL does;
+    PostgreSQL does; a second worker started during the outage, with
+    nothing to write, turns ready too when PostgreSQL returns;
   - unknown paths are 404, other methods 405; SIGTERM exits 0;
   - a taken --http-listen address is a configuration error (exit 78), a
     malformed one bad usage (exit 64).
@@ -145,6 +146,9 @@ def body():
     check(get(port, "/metrics", method="POST")[0] == 405, "POST: 405")
 
     # PostgreSQL away: one more message makes a write fail.
+    names_b = e2e.Names("http_b")  # made while PostgreSQL is there
+    names_b.create(1)
+    b = None
     try:
         e2e.pg_sh("stop", e2e.PG_DIR)
         e2e.produce(names.topic, [Msg("good", b"t-8", envelope("t-8", 1, b'{"v": 2}'))],
@@ -159,10 +163,28 @@ def body():
         check(m.get("nanguard_postgres_available") == 0 and m.get("nanguard_ready") == 0,
               "... nanguard_postgres_available 0, nanguard_ready 0")
         check(get(port, "/healthz")[0] == 200, "... /healthz stays 200 (alive)")
+        # A worker started while PostgreSQL is away, on a topic with
+        # nothing to write: it must still find out when it is back.
+        b = e2e.Worker("b", d, names_b.topic, names_b.group, names_b.table,
+                       e2e.worker_args_fast() + ["--http-listen", "127.0.0.1:0"]).start()
+        check(e2e.wait_until(lambda: port_of(b), 30, interval=0.1, what="b's port"),
+              "worker b (started during the outage) serves HTTP")
+        port_b = port_of(b)
+        check(e2e.wait_until(lambda: get(port_b, "/readyz")[0] == 503 and
+                             json.loads(get(port_b, "/readyz")[1]).get("reason", "")
+                             .startswith("PostgreSQL unavailable"), 30, interval=0.2,
+                             what="b: /readyz 503 naming PostgreSQL"),
+              "worker b: /readyz 503 naming PostgreSQL", get(port_b, "/readyz"))
     finally:
         e2e.pg_sh("start", e2e.PG_DIR)
     check(e2e.wait_until(lambda: get(port, "/readyz")[0] == 200, 60, interval=0.2,
                          what="/readyz 200 again"), "PostgreSQL back: /readyz 200")
+    check(b is not None and e2e.wait_until(lambda: get(port_b, "/readyz")[0] == 200, 30,
+                                           interval=0.2, what="b: /readyz 200"),
+          "worker b, with nothing to write, turns ready when PostgreSQL is back")
+    if b is not None:
+        rc, _ = b.term(timeout=30)
+        check(rc == 0, "worker b: SIGTERM exit 0")
     check(e2e.wait_until(lambda: e2e.row_count(names.table) == 6, 30, interval=0.2,
                          what="the sixth row"), "the message that waited is stored")
     _, m = metrics(port)
@@ -178,6 +200,7 @@ def body():
     with socket.socket() as s:
         check(s.connect_ex(("127.0.0.1", port)) != 0, "the port is closed after exit")
     e2e.drop_table_if_passed(names.table)
+    e2e.drop_table_if_passed(names_b.table)
 
 
 def ensure_pg():
