@@ -90,6 +90,32 @@ static void test_result_given_back_once(void **state)
     pg_sink_free(s);
 }
 
+static void test_connect_only(void **state)
+{
+    (void)state;
+    ng_error err = {0};
+    pg_writer *wr = pg_writer_new(&err);
+    pg_sink *s = sink_with_a_row();
+    pg_writer_start_connect(wr, s);
+    pg_sink *got = NULL;
+    int rc = 0;
+    pg_writer_state st;
+    while ((st = pg_writer_poll(wr, 100, &got, &rc, &err)) ==
+           PG_WRITER_RUNNING) {
+    }
+    assert_int_equal(st, PG_WRITER_DONE);
+    assert_ptr_equal(got, s);
+    assert_int_equal(rc, -1);
+    assert_int_equal(err.klass, NG_ERR_TRANSIENT);
+    /* Only a connection was tried: no flush was counted. */
+    pg_sink_stats stats;
+    pg_sink_get_stats(s, &stats);
+    assert_int_equal(stats.failed_flushes, 0);
+    assert_int_equal(pg_sink_pending(s), 1);
+    pg_writer_free(wr);
+    pg_sink_free(s);
+}
+
 static void test_free_while_flushing(void **state)
 {
     (void)state;
@@ -106,6 +132,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_idle_until_handed),
         cmocka_unit_test(test_result_given_back_once),
+        cmocka_unit_test(test_connect_only),
         cmocka_unit_test(test_free_while_flushing),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
