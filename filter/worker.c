@@ -212,7 +212,10 @@ struct worker {
     ng_status *status; /* NULL without --http-listen */
     ng_status_server *http;
     uint64_t last_status;
-    bool pg_ok; /* the last connect or write went through */
+    bool pg_ok;   /* the last connect or write went through */
+    bool probing; /* the writer's job is a probe_due connection */
+    uint64_t probe_at;
+    ng_backoff probe_backoff;
     bool stopping;
 };
 
@@ -771,6 +774,28 @@ static int flush_result(worker *w, int idx, int rc, const ng_error *e)
     return -1;
 }
 
+/* The end of a connection attempt made with nothing to write (probe_due):
+ * it only tells whether PostgreSQL is there; it pauses nothing, as no
+ * batch waits on it. */
+static void probe_result(worker *w, int rc, const ng_error *err)
+{
+    w->probing = false;
+    if (rc == 0) {
+        w->pg_ok = true;
+        ng_backoff_reset(&w->probe_backoff);
+        return;
+    }
+    bool changed = strcmp(err->code, w->block_err.code) != 0;
+    w->block_err = *err;
+    uint64_t delay = ng_backoff_next(&w->probe_backoff);
+    w->probe_at = now_ms() + delay;
+    char d[24];
+    snprintf(d, sizeof d, "%llu", (unsigned long long)delay);
+    ng_log(changed ? NG_LOG_WARN : NG_LOG_DEBUG, "PostgreSQL not reachable yet",
+           "error_code", err->code, "reason", err->message, "retry_in_ms#", d,
+           NULL);
+}
+
 /* Hands sink idx to the writer thread. */
 static void writer_start(worker *w, int idx)
 {
@@ -792,7 +817,11 @@ static bool writer_poll(worker *w, unsigned wait_ms)
     case PG_WRITER_DONE:
         break;
     }
-    flush_result(w, sink == w->sinks[0] ? 0 : 1, rc, &err);
+    if (w->probing) {
+        probe_result(w, rc, &err);
+    } else {
+        flush_result(w, sink == w->sinks[0] ? 0 : 1, rc, &err);
+    }
     return true;
 }
 
@@ -822,10 +851,7 @@ static int batch_due(worker *w, uint64_t now, bool drained)
     }
     pg_sink *s = w->sinks[w->fill];
     if (pg_sink_pending(s) == 0) {
-        /* Never connected (PostgreSQL was away at the start): try on the
-         * idle sink, so that a worker with nothing to write still finds
-         * out when it is back (and says so on /readyz). */
-        return !w->pg_ok && now >= w->retry_at ? 1 - w->fill : -1;
+        return -1;
     }
     return pg_sink_flush_due(s) || (drained && !w->blocked) ? w->fill : -1;
 }
@@ -843,9 +869,9 @@ static void write_due(worker *w, uint64_t now, bool drained)
         return;
     }
     if (pg_sink_pending(w->sinks[idx]) == 0) {
-        /* A retry or a first connection with no rows (those of revoked
-         * partitions may have been dropped): a flush would not reach the
-         * server, so only connect. */
+        /* A retry with no rows left (those of revoked partitions may have
+         * been dropped): a flush would not reach the server, so only
+         * connect. */
         pg_writer_start_connect(w->writer, w->sinks[idx]);
         return;
     }
@@ -853,6 +879,19 @@ static void write_due(worker *w, uint64_t now, bool drained)
         w->fill = 1 - idx;
     }
     writer_start(w, idx);
+}
+
+/* A worker that has not reached PostgreSQL since its start tries again
+ * with backoff even when it has nothing to write, on the idle sink, so
+ * that it finds out (and says on /readyz) when PostgreSQL is there. */
+static void probe_due(worker *w, uint64_t now)
+{
+    if (!writer_poll(w, 0) || w->pg_ok || w->blocked || w->retry >= 0 ||
+        now < w->probe_at || pending_rows(w) > 0) {
+        return;
+    }
+    w->probing = true;
+    pg_writer_start_connect(w->writer, w->sinks[1 - w->fill]);
 }
 
 /* Writes every pending batch on this thread, the failed one first.
@@ -1109,6 +1148,9 @@ worker *worker_new(const ng_config *cfg, ng_error *err)
                     (uint64_t)ng_config_int(cfg, "retry-initial-ms"),
                     w->retry_max_ms, NULL, NULL);
     ng_backoff_init(&w->produce_backoff, 100, 5000, NULL, NULL);
+    ng_backoff_init(&w->probe_backoff,
+                    (uint64_t)ng_config_int(cfg, "retry-initial-ms"),
+                    w->retry_max_ms, NULL, NULL);
     ng_ratelimit_init(&w->log_dead_letter, LOG_BURST, LOG_WINDOW_MS);
     ng_ratelimit_init(&w->log_retry, LOG_BURST, LOG_WINDOW_MS);
 
@@ -1328,6 +1370,7 @@ int worker_run(worker *w, volatile sig_atomic_t *stop)
     w->pg_ok = pg_sink_connect(w->sinks[0], &err) == 0; /* sinks[1] shares */
     if (!w->pg_ok) {
         w->block_err = err;
+        w->probe_at = now_ms() + ng_backoff_next(&w->probe_backoff);
         if (err.klass == NG_ERR_CONFIG) {
             ng_log(NG_LOG_ERROR, "PostgreSQL configuration error", "reason",
                    err.message, "sqlstate", err.sqlstate, NULL);
@@ -1366,6 +1409,7 @@ int worker_run(worker *w, volatile sig_atomic_t *stop)
         outcome_poll(w->out, 0);
         retry_due(w, now);
         write_due(w, now, drained);
+        probe_due(w, now);
         if (w->blocked && !w->critical_sent &&
             since_ms(now, w->blocked_since) >= w->critical_after_ms) {
             tell_critical_all(w);
