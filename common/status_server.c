@@ -2,6 +2,8 @@
 #define _POSIX_C_SOURCE 200809L
 #include "status_server.h"
 
+#include "clock.h"
+
 #include <microhttpd.h>
 #include <netdb.h>
 #include <stdio.h>
@@ -15,13 +17,6 @@ struct ng_status_server {
     ng_status *st;
     int port;
 };
-
-static uint64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
 
 static enum MHD_Result reply(struct MHD_Connection *conn, unsigned int code,
                              const char *type, const char *body, size_t len)
@@ -59,9 +54,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
         code = ng_status_metrics(s->st, &body) == 0 ? 200 : -1;
         type = "text/plain; version=0.0.4; charset=utf-8";
     } else if (strcmp(url, "/healthz") == 0 || strcmp(url, "/livez") == 0) {
-        code = ng_status_health(s->st, false, mono_ms(), &body);
+        code = ng_status_health(s->st, false, ng_now_ms(), &body);
     } else if (strcmp(url, "/readyz") == 0) {
-        code = ng_status_health(s->st, true, mono_ms(), &body);
+        code = ng_status_health(s->st, true, ng_now_ms(), &body);
     } else {
         static const char msg[] = "not found: try /metrics, /healthz or "
                                   "/readyz\n";

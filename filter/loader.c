@@ -18,6 +18,7 @@
 
 #include "common/backoff.h"
 #include "common/buf.h"
+#include "common/clock.h"
 #include "common/json_write.h"
 #include "common/log.h"
 
@@ -45,20 +46,6 @@ static double seconds_since(const struct timespec *t)
     clock_gettime(CLOCK_MONOTONIC, &now);
     return (double)(now.tv_sec - t->tv_sec) +
            (double)(now.tv_nsec - t->tv_nsec) / 1e9;
-}
-
-/* The CLOCK_REALTIME time ms from now, for pthread_cond_timedwait. */
-static struct timespec deadline_in(uint64_t ms)
-{
-    struct timespec until;
-    clock_gettime(CLOCK_REALTIME, &until);
-    until.tv_sec += (time_t)(ms / 1000);
-    until.tv_nsec += (long)(ms % 1000) * 1000000L;
-    if (until.tv_nsec >= 1000000000L) {
-        until.tv_sec++;
-        until.tv_nsec -= 1000000000L;
-    }
-    return until;
 }
 
 /* ---- the reader thread -------------------------------------------------
@@ -179,14 +166,7 @@ static int push(pipeline *p, block *b)
 /* The next full block, or NULL when none came within wait_ms. */
 static block *pop(pipeline *p, unsigned wait_ms)
 {
-    struct timespec until;
-    clock_gettime(CLOCK_REALTIME, &until);
-    until.tv_sec += wait_ms / 1000;
-    until.tv_nsec += (long)(wait_ms % 1000) * 1000000L;
-    if (until.tv_nsec >= 1000000000L) {
-        until.tv_sec++;
-        until.tv_nsec -= 1000000000L;
-    }
+    struct timespec until = ng_deadline_in(wait_ms);
     pthread_mutex_lock(&p->mu);
     while (p->head == NULL) {
         if (pthread_cond_timedwait(&p->cv, &p->mu, &until) != 0) {
@@ -448,9 +428,7 @@ static bool stop_reader(pipeline *p, pthread_t th)
     pthread_mutex_lock(&p->mu);
     p->stop = true;
     pthread_cond_broadcast(&p->cv);
-    struct timespec until;
-    clock_gettime(CLOCK_REALTIME, &until);
-    until.tv_sec += 2;
+    struct timespec until = ng_deadline_in(2000);
     while (!p->stopped) {
         if (pthread_cond_timedwait(&p->cv, &p->mu, &until) != 0) {
             break;
@@ -837,7 +815,7 @@ static int job_retry(job *j, int (*step)(pg_sink *, ng_error *),
                "error_code", err.code, "sqlstate", err.sqlstate, "reason",
                err.message, "retry_in_ms#", d, NULL);
         /* The pause ends early when another job gives up. */
-        struct timespec until = deadline_in(delay);
+        struct timespec until = ng_deadline_in(delay);
         pthread_mutex_lock(&lo->mu);
         while (!lo->stop &&
                pthread_cond_timedwait(&lo->to_jobs, &lo->mu, &until) == 0) {
@@ -967,7 +945,7 @@ static void *job_main(void *arg)
     while (rc == 0) {
         block *b = NULL;
         bool end = false, asked = false;
-        struct timespec until = deadline_in(100);
+        struct timespec until = ng_deadline_in(100);
         pthread_mutex_lock(&lo->mu);
         for (;;) {
             if (lo->stop) {
@@ -1061,7 +1039,7 @@ static void show_progress(loader *lo, bool force)
  * letters it can. Under mu. */
 static int wait_jobs(loader *lo)
 {
-    struct timespec until = deadline_in(100);
+    struct timespec until = ng_deadline_in(100);
     pthread_cond_timedwait(&lo->to_main, &lo->mu, &until);
     show_progress(lo, false);
     return write_ready(lo);

@@ -29,6 +29,7 @@
 
 #include "common/backoff.h"
 #include "common/buf.h"
+#include "common/clock.h"
 #include "common/json_write.h"
 #include "common/log.h"
 #include "common/ratelimit.h"
@@ -219,21 +220,6 @@ struct worker {
     bool stopping;
 };
 
-static uint64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
-/* Milliseconds from then to now; 0 when then is later. The main loop reads
- * the clock once per turn, and a write that fails during the turn stamps
- * blocked_since after it: an unsigned now - then would wrap to "forever". */
-static uint64_t since_ms(uint64_t now, uint64_t then)
-{
-    return now > then ? now - then : 0;
-}
-
 static char *dup_str(const char *s)
 {
     return s ? strdup(s) : NULL;
@@ -326,7 +312,7 @@ static void send_dead_letter(worker *w, struct slot *s);
 static bool log_allowed(ng_ratelimit *r, const char *kind)
 {
     uint64_t held;
-    if (!ng_ratelimit_allow(r, now_ms(), &held)) {
+    if (!ng_ratelimit_allow(r, ng_now_ms(), &held)) {
         return false;
     }
     if (held > 0) {
@@ -343,7 +329,7 @@ static void retry_later(worker *w, struct slot *s, bool notify, const char *why)
     w->nretry += s->state != SLOT_RETRY;
     s->state = SLOT_RETRY;
     s->notify_due = notify;
-    s->retry_at = now_ms() + ng_backoff_next(&w->produce_backoff);
+    s->retry_at = ng_now_ms() + ng_backoff_next(&w->produce_backoff);
     if (log_allowed(&w->log_retry, "not delivered, will retry")) {
         ng_log(NG_LOG_WARN,
                notify ? "notification not delivered, will retry"
@@ -709,7 +695,7 @@ static void unblock(worker *w)
     if (!w->blocked) {
         return;
     }
-    uint64_t secs = since_ms(now_ms(), w->blocked_since) / 1000;
+    uint64_t secs = ng_since_ms(ng_now_ms(), w->blocked_since) / 1000;
     char s[24];
     snprintf(s, sizeof s, "%llu", (unsigned long long)secs);
     ng_log(NG_LOG_INFO, "PostgreSQL is back, resuming", "seconds#", s, NULL);
@@ -732,7 +718,7 @@ static size_t pending_rows(const worker *w)
 static int flush_result(worker *w, int idx, int rc, const ng_error *e)
 {
     ng_error err = *e;
-    uint64_t now = now_ms();
+    uint64_t now = ng_now_ms();
     settle_results(w, w->sinks[idx]); /* all, or those before a failure */
     w->pg_ok = rc == 0;
     if (rc == 0) {
@@ -768,7 +754,7 @@ static int flush_result(worker *w, int idx, int rc, const ng_error *e)
            err.message, "retry_in_ms#", d, NULL);
     if (!w->critical_sent &&
         (err.klass == NG_ERR_CONFIG ||
-         since_ms(now, w->blocked_since) >= w->critical_after_ms)) {
+         ng_since_ms(now, w->blocked_since) >= w->critical_after_ms)) {
         tell_critical_all(w);
     }
     return -1;
@@ -788,7 +774,7 @@ static void probe_result(worker *w, int rc, const ng_error *err)
     bool changed = strcmp(err->code, w->block_err.code) != 0;
     w->block_err = *err;
     uint64_t delay = ng_backoff_next(&w->probe_backoff);
-    w->probe_at = now_ms() + delay;
+    w->probe_at = ng_now_ms() + delay;
     char d[24];
     snprintf(d, sizeof d, "%llu", (unsigned long long)delay);
     ng_log(changed ? NG_LOG_WARN : NG_LOG_DEBUG, "PostgreSQL not reachable yet",
@@ -1264,7 +1250,7 @@ static const char *not_ready(const worker *w, char *buf, size_t n)
 static void publish(worker *w, uint64_t now, bool force)
 {
     if (w->status == NULL ||
-        (!force && since_ms(now, w->last_status) < STATUS_EVERY_MS)) {
+        (!force && ng_since_ms(now, w->last_status) < STATUS_EVERY_MS)) {
         return;
     }
     _Static_assert(SANITIZE_KIND_COUNT == 6, "one metric per kind");
@@ -1285,7 +1271,7 @@ static void publish(worker *w, uint64_t now, bool force)
     v[i++] = (double)w->nheld;
     v[i++] = (double)consumer_assigned_now(w->cons);
     v[i++] = w->blocked || !w->pg_ok ? 0 : 1;
-    v[i++] = w->blocked ? (double)since_ms(now, w->blocked_since) / 1000 : 0;
+    v[i++] = w->blocked ? (double)ng_since_ms(now, w->blocked_since) / 1000 : 0;
     char buf[sizeof w->block_err.message + 64];
     const char *why = not_ready(w, buf, sizeof buf);
     ng_status_publish(w->status, v, why == NULL, why, now);
@@ -1314,17 +1300,17 @@ static int shut_down(worker *w)
 {
     ng_log(NG_LOG_INFO, "stopping: flushing and committing", NULL);
     w->stopping = true;
-    publish(w, now_ms(), true);
+    publish(w, ng_now_ms(), true);
     consumer_pause(w->cons);
-    uint64_t deadline = now_ms() + w->shutdown_timeout_ms;
-    while (now_ms() < deadline) {
-        publish(w, now_ms(), false);
+    uint64_t deadline = ng_now_ms() + w->shutdown_timeout_ms;
+    while (ng_now_ms() < deadline) {
+        publish(w, ng_now_ms(), false);
         writer_wait(w);
-        if (pending_rows(w) > 0 && now_ms() >= w->retry_at) {
+        if (pending_rows(w) > 0 && ng_now_ms() >= w->retry_at) {
             flush_all_now(w);
         }
         outcome_poll(w->out, 50);
-        retry_due(w, now_ms());
+        retry_due(w, ng_now_ms());
         store_offsets(w);
         if (pending_rows(w) == 0 && offsets_in_flight(w->offs) == 0) {
             break;
@@ -1370,7 +1356,7 @@ int worker_run(worker *w, volatile sig_atomic_t *stop)
     w->pg_ok = pg_sink_connect(w->sinks[0], &err) == 0; /* sinks[1] shares */
     if (!w->pg_ok) {
         w->block_err = err;
-        w->probe_at = now_ms() + ng_backoff_next(&w->probe_backoff);
+        w->probe_at = ng_now_ms() + ng_backoff_next(&w->probe_backoff);
         if (err.klass == NG_ERR_CONFIG) {
             ng_log(NG_LOG_ERROR, "PostgreSQL configuration error", "reason",
                    err.message, "sqlstate", err.sqlstate, NULL);
@@ -1381,7 +1367,7 @@ int worker_run(worker *w, volatile sig_atomic_t *stop)
     }
     ng_log(NG_LOG_INFO, "worker started", "topics", w->topic_list,
            "dead_letter_topic", w->dlq_topic, NULL);
-    w->last_stats = now_ms();
+    w->last_stats = ng_now_ms();
     while (!*stop) {
         bool drained = false;
         if (pg_writer_busy(w->writer) && pg_sink_flush_due(w->sinks[w->fill])) {
@@ -1405,19 +1391,19 @@ int worker_run(worker *w, volatile sig_atomic_t *stop)
                 process(w, m);
             }
         }
-        uint64_t now = now_ms();
+        uint64_t now = ng_now_ms();
         outcome_poll(w->out, 0);
         retry_due(w, now);
         write_due(w, now, drained);
         probe_due(w, now);
         if (w->blocked && !w->critical_sent &&
-            since_ms(now, w->blocked_since) >= w->critical_after_ms) {
+            ng_since_ms(now, w->blocked_since) >= w->critical_after_ms) {
             tell_critical_all(w);
         }
         store_offsets(w);
         publish(w, now, false);
         if (w->stats_interval_ms > 0 &&
-            since_ms(now, w->last_stats) >= w->stats_interval_ms) {
+            ng_since_ms(now, w->last_stats) >= w->stats_interval_ms) {
             w->last_stats = now;
             log_stats(w, "progress");
         }

@@ -2,6 +2,8 @@
 #define _POSIX_C_SOURCE 200809L
 #include "pg_writer.h"
 
+#include "common/clock.h"
+
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdlib.h>
@@ -125,11 +127,7 @@ pg_writer_state pg_writer_poll(pg_writer *wr, unsigned wait_ms, pg_sink **sink,
     }
     pthread_mutex_lock(&wr->mu);
     if (!wr->done && wait_ms > 0) {
-        struct timespec until;
-        clock_gettime(CLOCK_REALTIME, &until);
-        until.tv_nsec += (long)(wait_ms % 1000) * 1000000L;
-        until.tv_sec += wait_ms / 1000 + until.tv_nsec / 1000000000L;
-        until.tv_nsec %= 1000000000L;
+        struct timespec until = ng_deadline_in(wait_ms);
         while (!wr->done &&
                pthread_cond_timedwait(&wr->cv, &wr->mu, &until) == 0) {
         }

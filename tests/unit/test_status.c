@@ -9,6 +9,7 @@
 
 #include <cmocka.h>
 
+#include "common/clock.h"
 #include "common/status.h"
 #include "common/status_server.h"
 
@@ -18,7 +19,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <time.h>
 #include <unistd.h>
 
 static const ng_metric table[] = {
@@ -138,13 +138,6 @@ static int http(int port, const char *method, const char *path, char *body,
     return code;
 }
 
-static uint64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
 static void test_server(void **state)
 {
     (void)state;
@@ -161,7 +154,7 @@ static void test_server(void **state)
     assert_non_null(strstr(body, "\"reason\":\"starting\""));
 
     double v[N] = {7, 1, 2, 0};
-    ng_status_publish(st, v, true, NULL, mono_ms());
+    ng_status_publish(st, v, true, NULL, ng_now_ms());
     assert_int_equal(http(port, "GET", "/readyz", body, sizeof body), 200);
     assert_int_equal(http(port, "GET", "/metrics", body, sizeof body), 200);
     assert_non_null(strstr(body, "\nt_messages_total 7\n"));
