@@ -1,8 +1,10 @@
 /* ratelimit.c - a fixed window per kind of log line. */
 #include "ratelimit.h"
 
-void ng_ratelimit_init(ng_ratelimit *r, uint64_t burst, uint64_t window_ms)
+void ng_ratelimit_init(ng_ratelimit *r, const char *kind, uint64_t burst,
+                       uint64_t window_ms)
 {
+    r->kind = kind;
     r->window_ms = window_ms;
     r->burst = burst;
     r->window_start = 0;

@@ -11,12 +11,15 @@
 #include <stdint.h>
 
 typedef struct {
+    const char *kind; /* names the lines in the "suppressed" report */
     uint64_t window_ms, burst;
     uint64_t window_start, used; /* in the current window */
     uint64_t suppressed;         /* not yet reported */
 } ng_ratelimit;
 
-void ng_ratelimit_init(ng_ratelimit *r, uint64_t burst, uint64_t window_ms);
+/* kind is kept (not copied): a literal. */
+void ng_ratelimit_init(ng_ratelimit *r, const char *kind, uint64_t burst,
+                       uint64_t window_ms);
 
 /* Whether a line may be written at now_ms (a monotonic clock). When it may,
  * *suppressed is the number of lines held back since the last allowed one

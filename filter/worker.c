@@ -307,20 +307,26 @@ static void slot_release(worker *w, struct slot *s, bool finished)
  */
 static void send_dead_letter(worker *w, struct slot *s);
 
-/* Whether a per-message line of this kind may be logged now; when lines
+/* "N lines of this kind were held back" (common/ratelimit.h). */
+static void log_suppressed(const ng_ratelimit *r, uint64_t n)
+{
+    if (n > 0) {
+        char c[24];
+        snprintf(c, sizeof c, "%llu", (unsigned long long)n);
+        ng_log(NG_LOG_WARN, "log lines suppressed", "kind", r->kind, "count#",
+               c, NULL);
+    }
+}
+
+/* Whether a per-message line of r's kind may be logged now; when lines
  * were held back before it, says how many first. */
-static bool log_allowed(ng_ratelimit *r, const char *kind)
+static bool log_allowed(ng_ratelimit *r)
 {
     uint64_t held;
     if (!ng_ratelimit_allow(r, ng_now_ms(), &held)) {
         return false;
     }
-    if (held > 0) {
-        char n[24];
-        snprintf(n, sizeof n, "%llu", (unsigned long long)held);
-        ng_log(NG_LOG_WARN, "log lines suppressed", "kind", kind, "count#", n,
-               NULL);
-    }
+    log_suppressed(r, held);
     return true;
 }
 
@@ -330,7 +336,7 @@ static void retry_later(worker *w, struct slot *s, bool notify, const char *why)
     s->state = SLOT_RETRY;
     s->notify_due = notify;
     s->retry_at = ng_now_ms() + ng_backoff_next(&w->produce_backoff);
-    if (log_allowed(&w->log_retry, "not delivered, will retry")) {
+    if (log_allowed(&w->log_retry)) {
         ng_log(NG_LOG_WARN,
                notify ? "notification not delivered, will retry"
                       : "dead-letter record not delivered, will retry",
@@ -396,7 +402,7 @@ static void dead_letter(worker *w, struct slot *s, const char *klass,
 {
     s->err = *why;
     s->exception_class = klass;
-    if (log_allowed(&w->log_dead_letter, "dead-lettering message")) {
+    if (log_allowed(&w->log_dead_letter)) {
         char off[24];
         snprintf(off, sizeof off, "%lld", (long long)s->rkm->offset);
         ng_log(NG_LOG_WARN, "dead-lettering message", "topic",
@@ -414,8 +420,7 @@ static void on_ack(void *ctx, uint64_t tag, rd_kafka_resp_err_t err,
     worker *w = ctx;
     struct slot *s = slot_of_tag(w, tag);
     if (s == NULL) {
-        if (err != RD_KAFKA_RESP_ERR_NO_ERROR &&
-            log_allowed(&w->log_retry, "not delivered, will retry")) {
+        if (err != RD_KAFKA_RESP_ERR_NO_ERROR && log_allowed(&w->log_retry)) {
             ng_log(NG_LOG_WARN, "event not delivered", "error",
                    rd_kafka_err2str(err), NULL);
         }
@@ -1137,8 +1142,10 @@ worker *worker_new(const ng_config *cfg, ng_error *err)
     ng_backoff_init(&w->probe_backoff,
                     (uint64_t)ng_config_int(cfg, "retry-initial-ms"),
                     w->retry_max_ms, NULL, NULL);
-    ng_ratelimit_init(&w->log_dead_letter, LOG_BURST, LOG_WINDOW_MS);
-    ng_ratelimit_init(&w->log_retry, LOG_BURST, LOG_WINDOW_MS);
+    ng_ratelimit_init(&w->log_dead_letter, "dead-lettering message", LOG_BURST,
+                      LOG_WINDOW_MS);
+    ng_ratelimit_init(&w->log_retry, "not delivered, will retry", LOG_BURST,
+                      LOG_WINDOW_MS);
 
     sanitize_options so = {.max_depth =
                                (size_t)ng_config_int(cfg, "max-depth")};
@@ -1334,18 +1341,8 @@ static int shut_down(worker *w)
     if (consumer_commit(w->cons, &err) != 0) {
         ng_log(NG_LOG_WARN, "final commit failed", "reason", err.message, NULL);
     }
-    ng_ratelimit *held[] = {&w->log_dead_letter, &w->log_retry};
-    const char *kinds[] = {"dead-lettering message",
-                           "not delivered, will retry"};
-    for (int i = 0; i < 2; i++) {
-        uint64_t n = ng_ratelimit_take(held[i]);
-        if (n > 0) {
-            char c[24];
-            snprintf(c, sizeof c, "%llu", (unsigned long long)n);
-            ng_log(NG_LOG_WARN, "log lines suppressed", "kind", kinds[i],
-                   "count#", c, NULL);
-        }
-    }
+    log_suppressed(&w->log_dead_letter, ng_ratelimit_take(&w->log_dead_letter));
+    log_suppressed(&w->log_retry, ng_ratelimit_take(&w->log_retry));
     log_stats(w, "stopped");
     return 0;
 }

@@ -13,7 +13,7 @@ static void test_burst_then_held_back(void **state)
 {
     (void)state;
     ng_ratelimit r;
-    ng_ratelimit_init(&r, 3, 1000);
+    ng_ratelimit_init(&r, "t", 3, 1000);
     uint64_t n = 99;
     for (int i = 0; i < 3; i++) {
         assert_true(ng_ratelimit_allow(&r, 5000 + (uint64_t)i, &n));
@@ -35,7 +35,7 @@ static void test_take_reports_once(void **state)
 {
     (void)state;
     ng_ratelimit r;
-    ng_ratelimit_init(&r, 1, 1000);
+    ng_ratelimit_init(&r, "t", 1, 1000);
     uint64_t n;
     assert_true(ng_ratelimit_allow(&r, 0, &n));
     assert_false(ng_ratelimit_allow(&r, 1, &n));
@@ -50,7 +50,7 @@ static void test_quiet_lines_all_pass(void **state)
 {
     (void)state;
     ng_ratelimit r;
-    ng_ratelimit_init(&r, 2, 1000);
+    ng_ratelimit_init(&r, "t", 2, 1000);
     uint64_t n;
     for (uint64_t t = 0; t < 100000; t += 600) {
         assert_true(ng_ratelimit_allow(&r, t, &n));
