@@ -122,8 +122,8 @@ struct slot {
 
 struct counters {
     uint64_t consumed, stored, duplicates, dead_lettered, tombstones;
-    uint64_t rewrites, bytes, critical;
-    uint64_t by_kind[SANITIZE_KIND_COUNT];
+    uint64_t bytes, critical;
+    uint64_t by_kind[SANITIZE_KIND_COUNT]; /* values repaired, by kind */
 };
 
 /* What /metrics shows (common/status.h), in the order publish() fills. */
@@ -213,7 +213,8 @@ struct worker {
     ng_status *status; /* NULL without --http-listen */
     ng_status_server *http;
     uint64_t last_status;
-    bool pg_ok;   /* the last connect or write went through */
+    bool pg_ok;   /* the last connect or write went through (so false
+                   * whenever blocked) */
     bool probing; /* the writer's job is a probe_due connection */
     uint64_t probe_at;
     ng_backoff probe_backoff;
@@ -644,9 +645,10 @@ static void process(worker *w, rd_kafka_message_t *m)
         return;
     }
     uint64_t rewrites = sanitize_rewrites(w->san);
-    w->n.rewrites += rewrites;
-    for (int k = 0; rewrites > 0 && k < SANITIZE_KIND_COUNT; k++) {
-        w->n.by_kind[k] += sanitize_count(w->san, (sanitize_kind)k);
+    if (rewrites > 0) {
+        for (int k = 0; k < SANITIZE_KIND_COUNT; k++) {
+            w->n.by_kind[k] += sanitize_count(w->san, (sanitize_kind)k);
+        }
     }
     if (rewrites > 0 && w->notify_sanitized) {
         notify_sanitized(w, s);
@@ -787,12 +789,6 @@ static void probe_result(worker *w, int rc, const ng_error *err)
            NULL);
 }
 
-/* Hands sink idx to the writer thread. */
-static void writer_start(worker *w, int idx)
-{
-    pg_writer_start(w->writer, w->sinks[idx]);
-}
-
 /* Takes the writer's result when it has one (waiting up to wait_ms).
  * Returns true when the writer is idle afterwards. */
 static bool writer_poll(worker *w, unsigned wait_ms)
@@ -869,7 +865,7 @@ static void write_due(worker *w, uint64_t now, bool drained)
     if (idx == w->fill) {
         w->fill = 1 - idx;
     }
-    writer_start(w, idx);
+    pg_writer_start(w->writer, w->sinks[idx]);
 }
 
 /* A worker that has not reached PostgreSQL since its start tries again
@@ -1238,7 +1234,7 @@ static const char *not_ready(const worker *w, char *buf, size_t n)
     if (w->stopping) {
         return "stopping";
     }
-    if (w->blocked || !w->pg_ok) {
+    if (!w->pg_ok) {
         snprintf(buf, n, "PostgreSQL %s: %s",
                  w->block_err.klass == NG_ERR_CONFIG ? "needs attention"
                                                      : "unavailable",
@@ -1277,7 +1273,7 @@ static void publish(worker *w, uint64_t now, bool force)
     v[i++] = (double)offsets_in_flight(w->offs);
     v[i++] = (double)w->nheld;
     v[i++] = (double)consumer_assigned_now(w->cons);
-    v[i++] = w->blocked || !w->pg_ok ? 0 : 1;
+    v[i++] = w->pg_ok ? 1 : 0;
     v[i++] = w->blocked ? (double)ng_since_ms(now, w->blocked_since) / 1000 : 0;
     char buf[sizeof w->block_err.message + 64];
     const char *why = not_ready(w, buf, sizeof buf);
@@ -1286,13 +1282,17 @@ static void publish(worker *w, uint64_t now, bool force)
 
 static void log_stats(worker *w, const char *msg)
 {
+    uint64_t rewrites = 0;
+    for (int k = 0; k < SANITIZE_KIND_COUNT; k++) {
+        rewrites += w->n.by_kind[k];
+    }
     char f[7][24];
     uint64_t v[7] = {w->n.consumed,
                      w->n.stored,
                      w->n.duplicates,
                      w->n.dead_lettered,
                      w->n.tombstones,
-                     w->n.rewrites,
+                     rewrites,
                      (uint64_t)offsets_in_flight(w->offs)};
     for (int i = 0; i < 7; i++) {
         snprintf(f[i], sizeof f[i], "%llu", (unsigned long long)v[i]);
