@@ -287,19 +287,3 @@ int consumer_assigned_now(const consumer *c)
 {
     return c->nassigned;
 }
-
-int consumer_assigned_count(consumer *c)
-{
-    rd_kafka_topic_partition_list_t *parts = NULL;
-    if (rd_kafka_assignment(c->rk, &parts) != RD_KAFKA_RESP_ERR_NO_ERROR) {
-        return 0;
-    }
-    int n = parts->cnt;
-    rd_kafka_topic_partition_list_destroy(parts);
-    return n;
-}
-
-rd_kafka_t *consumer_handle(consumer *c)
-{
-    return c->rk;
-}

@@ -64,8 +64,5 @@ int consumer_in_group(const consumer *c);
 /* Partitions assigned now, as the rebalance callbacks counted them
  * (cheap: for every loop turn). */
 int consumer_assigned_now(const consumer *c);
-/* Partitions assigned now, asked of librdkafka. */
-int consumer_assigned_count(consumer *c);
-rd_kafka_t *consumer_handle(consumer *c);
 
 #endif
