@@ -68,9 +68,7 @@ void ng_status_publish(ng_status *st, const double *values, bool ready,
 static int put_value(ng_buf *out, double v)
 {
     char num[40];
-    if (isnan(v)) {
-        snprintf(num, sizeof num, "NaN");
-    } else if (v == floor(v) && fabs(v) < 1e15) {
+    if (v == floor(v) && fabs(v) < 1e15) {
         snprintf(num, sizeof num, "%.0f", v);
     } else {
         snprintf(num, sizeof num, "%.17g", v);

@@ -57,25 +57,24 @@ pg_writer *pg_writer_new(ng_error *err)
         return NULL;
     }
     if (pthread_mutex_init(&wr->mu, NULL) != 0) {
-        free(wr);
-        ng_error_set(err, NG_ERR_CONFIG, "thread", "cannot make a mutex");
-        return NULL;
+        goto err_free;
     }
     if (pthread_cond_init(&wr->cv, NULL) != 0) {
-        pthread_mutex_destroy(&wr->mu);
-        free(wr);
-        ng_error_set(err, NG_ERR_CONFIG, "thread", "cannot make a condition");
-        return NULL;
+        goto err_mu;
     }
     if (pthread_create(&wr->th, NULL, writer_main, wr) != 0) {
-        pthread_cond_destroy(&wr->cv);
-        pthread_mutex_destroy(&wr->mu);
-        free(wr);
-        ng_error_set(err, NG_ERR_CONFIG, "thread",
-                     "cannot start the writer thread");
-        return NULL;
+        goto err_cv;
     }
     return wr;
+err_cv:
+    pthread_cond_destroy(&wr->cv);
+err_mu:
+    pthread_mutex_destroy(&wr->mu);
+err_free:
+    free(wr);
+    ng_error_set(err, NG_ERR_CONFIG, "thread",
+                 "cannot start the writer thread");
+    return NULL;
 }
 
 void pg_writer_free(pg_writer *wr)
