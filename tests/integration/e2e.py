@@ -210,6 +210,21 @@ def kafka_running():
                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode == 0
 
 
+def ensure_pg():
+    """A cleanup for tests that stop PostgreSQL: the shared server serves
+    the other tests, so it is never left down."""
+    if not pg_running():
+        say("starting PostgreSQL again")
+        pg_sh("start", PG_DIR)
+
+
+def ensure_kafka():
+    """The same for tests that stop the shared broker."""
+    if not kafka_running():
+        say("starting the broker again")
+        kafka_sh("start", KAFKA_DIR)
+
+
 # ---------------------------------------------------------------------------
 # Messages
 

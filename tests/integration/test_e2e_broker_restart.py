@@ -58,12 +58,5 @@ def body():
     e2e.drop_table_if_passed(names.table)
 
 
-def ensure_kafka():
-    """The shared broker serves the other tests: never leave it down."""
-    if not e2e.kafka_running():
-        say("starting the broker again")
-        e2e.kafka_sh("start", e2e.KAFKA_DIR)
-
-
 if __name__ == "__main__":
-    e2e.main(body, cleanup=ensure_kafka)
+    e2e.main(body, cleanup=e2e.ensure_kafka)

@@ -27,7 +27,7 @@ import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import e2e  # noqa: E402
-from e2e import Msg, check, say  # noqa: E402
+from e2e import Msg, check  # noqa: E402
 
 
 def get(port, path, method="GET"):
@@ -203,11 +203,5 @@ def body():
     e2e.drop_table_if_passed(names_b.table)
 
 
-def ensure_pg():
-    if not e2e.pg_running():
-        say("starting PostgreSQL again")
-        e2e.pg_sh("start", e2e.PG_DIR)
-
-
 if __name__ == "__main__":
-    e2e.main(body, cleanup=ensure_pg)
+    e2e.main(body, cleanup=e2e.ensure_pg)

@@ -120,12 +120,5 @@ def body():
     e2e.drop_table_if_passed(names.table)
 
 
-def ensure_pg():
-    """The shared PostgreSQL serves the other tests: never leave it down."""
-    if not e2e.pg_running():
-        say("starting PostgreSQL again")
-        e2e.pg_sh("start", e2e.PG_DIR)
-
-
 if __name__ == "__main__":
-    e2e.main(body, cleanup=ensure_pg)
+    e2e.main(body, cleanup=e2e.ensure_pg)
