@@ -20,7 +20,9 @@ typedef enum {
 
 /* Starts the thread. NULL with err when it cannot. */
 pg_writer *pg_writer_new(ng_error *err);
-/* Waits for a flush in progress, stops the thread, frees. NULL is fine. */
+/* Stops the thread and frees: a flush in progress ends first, one handed
+ * over and not started yet is dropped. Either way the sink is the caller's
+ * again. NULL is fine. */
 void pg_writer_free(pg_writer *wr);
 
 /* Hands sink over to be flushed. The writer must be idle. */
