@@ -113,7 +113,6 @@ struct frame {
 /* A piece of output waiting for yajl (see emit()). */
 struct piece_rec {
     size_t out_start; /* where it starts in h->out */
-    size_t len;
     uint64_t in_off;          /* input offset of its first byte */
     uint64_t straddle_before; /* h->straddle before it */
     unsigned char kind;       /* enum piece */
@@ -387,7 +386,6 @@ static int emit(sanitize *h, const void *p, size_t n, uint64_t in_off,
     }
     struct piece_rec *r = &h->pieces[h->npieces];
     r->out_start = h->out.len;
-    r->len = n;
     r->in_off = in_off;
     r->straddle_before = h->straddle;
     r->kind = (unsigned char)kind;
