@@ -112,7 +112,7 @@ struct frame {
 
 /* A piece of output waiting for yajl (see emit()). */
 struct piece_rec {
-    size_t out_start; /* where it starts in h->out */
+    size_t out_start;         /* where it starts in h->out */
     uint64_t in_off;          /* input offset of its first byte */
     uint64_t straddle_before; /* h->straddle before it */
     unsigned char kind;       /* enum piece */
@@ -2455,8 +2455,10 @@ static const unsigned char *scan_value(sanitize *h, const unsigned char *p,
                     }
                     continue;
                 }
+                q = NULL; /* number_elements found the number at p not plain */
+            } else {
+                q = plain_number(p, end);
             }
-            q = plain_number(p, end);
             if (q != NULL) {
                 scalar_done(h, SANITIZE_TYPE_NUMBER);
                 p = q;
