@@ -1145,7 +1145,8 @@ struct string_masks {
     uint64_t d, zero;  /* 'd' or 'D'; '0' */
     uint64_t ge8, gec; /* a hex digit of 8 or more; of 0xC or more */
     uint64_t simple;   /* what may follow a backslash but 'u' (some) */
-    /* The classes from u on are not set by SSE2: see escapes_bad_each. */
+    /* The classes from u on are set by AVX2 only: the other scanners check
+     * escapes one at a time (escapes_bad_each). */
 };
 
 /* Plain C, a byte at a time. */
@@ -1170,18 +1171,9 @@ static void string_classify_c(const unsigned char *p, struct string_masks *m)
     for (unsigned i = 0; i < BLOCK; i++) {
         uint64_t bit = (uint64_t)1 << i;
         unsigned char c = p[i];
-        int v = json_hex_value[c];
         m->quote |= c == '"' ? bit : 0;
         m->bslash |= c == '\\' ? bit : 0;
         m->ctl |= c < 0x20 || c >= 0x80 ? bit : 0;
-        m->u |= c == 'u' ? bit : 0;
-        m->hex |= v >= 0 ? bit : 0;
-        m->d |= v == 0xD ? bit : 0;
-        m->zero |= c == '0' ? bit : 0;
-        m->ge8 |= v >= 8 ? bit : 0;
-        m->gec |= v >= 0xC ? bit : 0;
-        m->simple |=
-            c == '"' || c == '\\' || c == 'n' || c == 't' || c == 'r' ? bit : 0;
     }
 }
 
@@ -1558,9 +1550,10 @@ static inline __attribute__((always_inline)) const unsigned char *
 string_blocks_isa(const unsigned char *p, const unsigned char *end,
                   enum block_isa isa)
 {
-    /* Checking escapes from the masks needs those of the next block;
-     * one by one, its first byte and 16 more. */
-    const bool pipelined = isa != ISA_SSE2;
+    /* Checking escapes from the masks (AVX2, where all the classes cost
+     * little) needs those of the next block; one by one (SSE2, plain C),
+     * its first byte and 16 more. */
+    const bool pipelined = isa == ISA_AVX2;
     const ptrdiff_t need = pipelined ? 2 * BLOCK : BLOCK + 16;
     if (end - p < need) {
         return p;
