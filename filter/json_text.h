@@ -6,20 +6,34 @@
 #include "../common/buf.h"
 #include "../common/utf8.h"
 
+#include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 /* Hex digit values; -1 for every other byte. */
 extern const signed char json_hex_value[256];
 
+/* The value of the four hex digits at s, above 0xFFFF when they are not
+ * four hex digits (-1 shifted left keeps its high bits). No branch. */
+static inline uint32_t hex4_or_big(const unsigned char *s)
+{
+    return (uint32_t)json_hex_value[s[0]] << 12 |
+           (uint32_t)json_hex_value[s[1]] << 8 |
+           (uint32_t)json_hex_value[s[2]] << 4 | (uint32_t)json_hex_value[s[3]];
+}
+
 /* The value of four hex digits at s, or -1. */
 static inline int hex4(const unsigned char *s)
 {
-    int a = json_hex_value[s[0]], b = json_hex_value[s[1]];
-    int c = json_hex_value[s[2]], d = json_hex_value[s[3]];
-    if ((a | b | c | d) < 0) {
-        return -1;
-    }
-    return a << 12 | b << 8 | c << 4 | d;
+    uint32_t v = hex4_or_big(s);
+    return v > 0xFFFF ? -1 : (int)v;
+}
+
+/* Whether \u with value v (from hex4_or_big) stays as it is: not 0000,
+ * not a surrogate, four hex digits. No branch. */
+static inline bool uescape_kept(uint32_t v)
+{
+    return (v - 1u < 0xD7FFu) | (v - 0xE000u < 0x2000u);
 }
 
 /* Decodes the text between the quotes of a JSON string (escapes resolved)

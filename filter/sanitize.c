@@ -1510,15 +1510,6 @@ static inline uint64_t escapes_bad(const struct string_masks *m,
     return bad | (hi & ~(lo >> 6)) | (lo & ~(hi << 6));
 }
 
-/* The value of the four hex digits at s, above 0xFFFF when they are not
- * four hex digits (-1 shifted left keeps its high bits). */
-static inline uint32_t hex4_or_big(const unsigned char *s)
-{
-    return (uint32_t)json_hex_value[s[0]] << 12 |
-           (uint32_t)json_hex_value[s[1]] << 8 |
-           (uint32_t)json_hex_value[s[2]] << 4 | (uint32_t)json_hex_value[s[3]];
-}
-
 /* The same, one escape at a time from the bytes (BLOCK + 16 of them
  * readable at base), without a branch on what they hold. */
 static inline uint64_t escapes_bad_each(const unsigned char *base,
@@ -1530,7 +1521,7 @@ static inline uint64_t escapes_bad_each(const unsigned char *base,
         const unsigned char *e = base + k;
         uint64_t is_u = e[1] == 'u';
         uint32_t v = hex4_or_big(e + 2);
-        uint64_t u_ok = (v - 1u < 0xD7FFu) | (v - 0xE000u < 0x2000u);
+        uint64_t u_ok = uescape_kept(v);
         ok |= ((is_u & u_ok) | ((is_u ^ 1) & escape_ok[e[1]])) << k;
         hi |= (is_u & (v - 0xD800u < 0x400u)) << k;
         lo |= (is_u & (v - 0xDC00u < 0x400u)) << k;
@@ -2084,7 +2075,7 @@ plain_escape(const unsigned char *p, const unsigned char *end)
         return 0;
     }
     int v = hex4(p + 2);
-    if (v > 0 && (v < 0xD800 || v > 0xDFFF)) {
+    if (uescape_kept((uint32_t)v)) {
         return 6;
     }
     if (v >= 0xD800 && v <= 0xDBFF && end - p >= 12 && p[6] == '\\' &&
