@@ -832,46 +832,63 @@ static void make_document(char *buf, size_t cap, uint32_t *seed)
     put(buf, &len, cap, "}");
 }
 
-static void check_same_run(sanitize *h, const char *in, size_t len,
-                           size_t chunk, const struct run *ref,
-                           const char *ref_msg, char ref_paths[][2048],
-                           size_t ref_npaths)
+/* cmocka cuts long messages: the whole case goes to a file. */
+static void dump_failure(const char *in, const char *detail)
 {
-    struct run r;
-    run_input(h, in, len, chunk, &r);
-    const char *msg = sanitize_last_error(h)->message;
-    if (r.status != ref->status || r.offset != ref->offset ||
-        strcmp(msg, ref_msg) != 0 || r.out_len != ref->out_len ||
-        memcmp(r.out, ref->out, r.out_len) != 0 ||
-        memcmp(r.counts, ref->counts, sizeof r.counts) != 0 ||
-        sanitize_path_count(h) != ref_npaths) {
-        /* cmocka cuts long messages: the whole case goes to a file. */
-        FILE *f = fopen("test_sanitize_long_failure.txt", "w");
-        if (f != NULL) {
-            fprintf(f,
-                    "%s\nchunk %zu: status %d offset %llu '%s'\n"
-                    "byte by byte: status %d offset %llu '%s'\n"
-                    "out:  %s\nwant: %s\n",
-                    in, chunk, r.status, (unsigned long long)r.offset, msg,
-                    ref->status, (unsigned long long)ref->offset, ref_msg,
-                    r.out, ref->out);
-            fclose(f);
-        }
-        fail_msg("chunk %zu: status %d offset %llu '%s'; byte by byte: "
-                 "status %d offset %llu '%s' (test_sanitize_long_failure.txt)",
-                 chunk, r.status, (unsigned long long)r.offset, msg,
-                 ref->status, (unsigned long long)ref->offset, ref_msg);
+    FILE *f = fopen("test_sanitize_long_failure.txt", "w");
+    if (f != NULL) {
+        fprintf(f, "%s\n%s\n", in, detail);
+        fclose(f);
     }
+}
+
+/* in fed in chunks of each size in chunks[] (0: whole) gives what it gives
+ * fed a byte at a time (which never takes a block path): the same output,
+ * status, offset, message, counts and paths. */
+static void check_chunkings(sanitize *h, const char *in, size_t len,
+                            const size_t *chunks, size_t nchunks)
+{
+    static struct run ref;
+    static char ref_msg[sizeof(((sanitize_error *)0)->message)];
+    static char ref_paths[SANITIZE_DEFAULT_MAX_PATHS][2048];
+    run_input(h, in, len, 1, &ref);
+    snprintf(ref_msg, sizeof ref_msg, "%s", sanitize_last_error(h)->message);
+    size_t ref_npaths = sanitize_path_count(h);
     for (size_t i = 0; i < ref_npaths; i++) {
-        if (strncmp(sanitize_path(h, i), ref_paths[i], 2047) != 0) {
-            FILE *f = fopen("test_sanitize_long_failure.txt", "w");
-            if (f != NULL) {
-                fprintf(f, "%s\n", in);
-                fclose(f);
-            }
-            fail_msg("chunk %zu: path %zu %s, want %s "
+        snprintf(ref_paths[i], sizeof ref_paths[i], "%s", sanitize_path(h, i));
+    }
+    for (size_t c = 0; c < nchunks; c++) {
+        size_t chunk = chunks[c];
+        static struct run r;
+        run_input(h, in, len, chunk, &r);
+        const char *msg = sanitize_last_error(h)->message;
+        if (r.status != ref.status || r.offset != ref.offset ||
+            strcmp(msg, ref_msg) != 0 || r.out_len != ref.out_len ||
+            memcmp(r.out, ref.out, r.out_len) != 0 ||
+            memcmp(r.counts, ref.counts, sizeof r.counts) != 0 ||
+            sanitize_path_count(h) != ref_npaths) {
+            static char detail[3 * sizeof r.out];
+            snprintf(detail, sizeof detail,
+                     "chunk %zu: status %d offset %llu '%s'\n"
+                     "byte by byte: status %d offset %llu '%s'\n"
+                     "out:  %s\nwant: %s",
+                     chunk, r.status, (unsigned long long)r.offset, msg,
+                     ref.status, (unsigned long long)ref.offset, ref_msg, r.out,
+                     ref.out);
+            dump_failure(in, detail);
+            fail_msg("chunk %zu: status %d offset %llu '%s'; byte by byte: "
+                     "status %d offset %llu '%s' "
                      "(test_sanitize_long_failure.txt)",
-                     chunk, i, sanitize_path(h, i), ref_paths[i]);
+                     chunk, r.status, (unsigned long long)r.offset, msg,
+                     ref.status, (unsigned long long)ref.offset, ref_msg);
+        }
+        for (size_t i = 0; i < ref_npaths; i++) {
+            if (strncmp(sanitize_path(h, i), ref_paths[i], 2047) != 0) {
+                dump_failure(in, "a path differs");
+                fail_msg("chunk %zu: path %zu %s, want %s "
+                         "(test_sanitize_long_failure.txt)",
+                         chunk, i, sanitize_path(h, i), ref_paths[i]);
+            }
         }
     }
 }
@@ -881,24 +898,11 @@ static void test_long_inputs_any_chunking(void **state)
     (void)state;
     sanitize *h = new_handle(0);
     static char in[7000];
-    static char paths[SANITIZE_DEFAULT_MAX_PATHS][2048];
     uint32_t seed = 12345;
     for (int n = 0; n < 4000; n++) {
         make_document(in, sizeof in, &seed);
-        size_t len = strlen(in);
-        struct run ref;
-        run_input(h, in, len, 1, &ref);
-        char ref_msg[sizeof(((sanitize_error *)0)->message)];
-        snprintf(ref_msg, sizeof ref_msg, "%s",
-                 sanitize_last_error(h)->message);
-        size_t npaths = sanitize_path_count(h);
-        for (size_t i = 0; i < npaths; i++) {
-            snprintf(paths[i], sizeof paths[i], "%s", sanitize_path(h, i));
-        }
         static const size_t chunks[] = {0, 97, 200};
-        for (size_t c = 0; c < COUNT(chunks); c++) {
-            check_same_run(h, in, len, chunks[c], &ref, ref_msg, paths, npaths);
-        }
+        check_chunkings(h, in, strlen(in), chunks, COUNT(chunks));
     }
     sanitize_free(h);
 }
@@ -910,7 +914,6 @@ static void test_block_edges(void **state)
     (void)state;
     sanitize *h = new_handle(0);
     static char in[2048];
-    static char paths[SANITIZE_DEFAULT_MAX_PATHS][2048];
     for (size_t pad = 0; pad < 70; pad++) {
         for (size_t kind = 0; kind < 2; kind++) {
             size_t count = kind == 0 ? COUNT(odd_numbers) : COUNT(odd_text);
@@ -947,17 +950,8 @@ static void test_block_edges(void **state)
                     }
                     put(in, &len, sizeof in, "\"]");
                 }
-                struct run ref;
-                run_input(h, in, len, 1, &ref);
-                char msg[sizeof(((sanitize_error *)0)->message)];
-                snprintf(msg, sizeof msg, "%s",
-                         sanitize_last_error(h)->message);
-                size_t npaths = sanitize_path_count(h);
-                for (size_t k = 0; k < npaths; k++) {
-                    snprintf(paths[k], sizeof paths[k], "%s",
-                             sanitize_path(h, k));
-                }
-                check_same_run(h, in, len, 0, &ref, msg, paths, npaths);
+                static const size_t whole[] = {0};
+                check_chunkings(h, in, len, whole, 1);
             }
         }
     }
