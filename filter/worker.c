@@ -958,10 +958,12 @@ static void on_revoke(void *ctx, const rd_kafka_topic_partition_list_t *parts,
     }
     if (pending_rows(w) > 0) {
         /* The batches did not go through: drop them, and put back the rows
-         * of the partitions we keep (sanitized again from the message). */
+         * of the partitions we keep (sanitized again from the message).
+         * w->retry stays: while PostgreSQL is away the retry goes on,
+         * only connecting when no row is left to write, so that the
+         * worker resumes when it is back (write_due). */
         pg_sink_discard(w->sinks[0]);
         pg_sink_discard(w->sinks[1]);
-        w->retry = -1;
         for (size_t i = 0; i < w->nslots; i++) {
             struct slot *s = &w->slots[i];
             if (s->state == SLOT_BATCH && !in_list(parts, s->rkm)) {
