@@ -1,6 +1,6 @@
 /* backoff.c - exponential backoff with full jitter. */
 #define _POSIX_C_SOURCE 200809L
-#include "backoff.h"
+#include "common/backoff.h"
 
 #include <time.h>
 #include <unistd.h>

@@ -1,5 +1,5 @@
 /* buf.c - growable byte buffer. */
-#include "buf.h"
+#include "common/buf.h"
 
 #include <stdint.h>
 #include <stdlib.h>

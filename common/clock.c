@@ -1,6 +1,6 @@
 /* clock.c - milliseconds for timers, and deadlines for timed waits. */
 #define _POSIX_C_SOURCE 200809L
-#include "clock.h"
+#include "common/clock.h"
 
 uint64_t ng_now_ms(void)
 {

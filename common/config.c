@@ -1,6 +1,6 @@
 /* config.c - settings from the command line, environment, file, defaults. */
 #define _POSIX_C_SOURCE 200809L
-#include "config.h"
+#include "common/config.h"
 
 #include <ctype.h>
 #include <errno.h>

@@ -9,7 +9,7 @@
 #ifndef NANGUARD_CONFIG_H
 #define NANGUARD_CONFIG_H
 
-#include "error.h"
+#include "common/error.h"
 
 #include <stddef.h>
 #include <stdio.h>

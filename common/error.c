@@ -1,5 +1,5 @@
 /* error.c - errors as values. */
-#include "error.h"
+#include "common/error.h"
 
 #include <stdarg.h>
 #include <stdio.h>

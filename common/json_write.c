@@ -1,7 +1,7 @@
 /* json_write.c - appending JSON text to a buffer. */
-#include "json_write.h"
+#include "common/json_write.h"
 
-#include "utf8.h"
+#include "common/utf8.h"
 
 #include <stdio.h>
 #include <string.h>

@@ -3,7 +3,7 @@
 #ifndef NANGUARD_JSON_WRITE_H
 #define NANGUARD_JSON_WRITE_H
 
-#include "buf.h"
+#include "common/buf.h"
 
 #include <stddef.h>
 #include <stdint.h>

@@ -1,9 +1,9 @@
 /* log.c - JSON lines on stderr. */
 #define _POSIX_C_SOURCE 200809L
-#include "log.h"
+#include "common/log.h"
 
-#include "buf.h"
-#include "json_write.h"
+#include "common/buf.h"
+#include "common/json_write.h"
 
 #include <stdarg.h>
 #include <stdbool.h>

@@ -1,5 +1,5 @@
 /* ratelimit.c - a fixed window per kind of log line. */
-#include "ratelimit.h"
+#include "common/ratelimit.h"
 
 void ng_ratelimit_init(ng_ratelimit *r, const char *kind, uint64_t burst,
                        uint64_t window_ms)

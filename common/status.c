@@ -1,7 +1,7 @@
 /* status.c - metrics and health of a running process. */
-#include "status.h"
+#include "common/status.h"
 
-#include "json_write.h"
+#include "common/json_write.h"
 
 #include <math.h>
 #include <pthread.h>

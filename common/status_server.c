@@ -1,8 +1,8 @@
 /* status_server.c - /metrics, /healthz and /readyz over libmicrohttpd. */
 #define _POSIX_C_SOURCE 200809L
-#include "status_server.h"
+#include "common/status_server.h"
 
-#include "clock.h"
+#include "common/clock.h"
 
 #include <microhttpd.h>
 #include <netdb.h>

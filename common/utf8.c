@@ -1,5 +1,5 @@
 /* utf8.c - UTF-8 validity. */
-#include "utf8.h"
+#include "common/utf8.h"
 
 int utf8_lead(unsigned char c, unsigned char *lo, unsigned char *hi)
 {

@@ -12,9 +12,9 @@
  * other way round. Each job's sink, batch and backoff are its own.
  */
 #define _GNU_SOURCE
-#include "loader.h"
-#include "envelope.h"
-#include "sanitize.h"
+#include "filter/loader.h"
+#include "filter/sanitize/envelope.h"
+#include "filter/sanitize/sanitize.h"
 
 #include "common/backoff.h"
 #include "common/buf.h"

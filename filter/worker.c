@@ -25,7 +25,7 @@
  * stays on this thread.
  */
 #define _POSIX_C_SOURCE 200809L
-#include "worker.h"
+#include "filter/worker.h"
 
 #include "common/backoff.h"
 #include "common/buf.h"
@@ -35,11 +35,11 @@
 #include "common/ratelimit.h"
 #include "common/status.h"
 #include "common/status_server.h"
-#include "consumer.h"
-#include "envelope.h"
-#include "offsets.h"
-#include "report.h"
-#include "sanitize.h"
+#include "filter/kafka/consumer.h"
+#include "filter/kafka/offsets.h"
+#include "filter/sanitize/envelope.h"
+#include "filter/sanitize/report.h"
+#include "filter/sanitize/sanitize.h"
 #include "sink/events.h"
 #include "sink/outcome.h"
 #include "sink/pg_sink.h"

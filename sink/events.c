@@ -1,5 +1,5 @@
 /* events.c - notification events as JSON. */
-#include "events.h"
+#include "sink/events.h"
 
 #include "common/json_write.h"
 #include "common/log.h"

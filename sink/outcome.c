@@ -1,5 +1,5 @@
 /* outcome.c - dead-letter records and notifications on one producer. */
-#include "outcome.h"
+#include "sink/outcome.h"
 
 #include "common/log.h"
 

@@ -44,7 +44,7 @@
  *   which mean a bug in nanguard) ..................... configuration
  *      (stop and tell someone rather than loop or dead-letter)
  */
-#include "pg_classify.h"
+#include "sink/pg_classify.h"
 
 #include <stddef.h>
 #include <string.h>

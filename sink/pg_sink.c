@@ -8,11 +8,11 @@
  * went in.
  */
 #define _POSIX_C_SOURCE 200809L
-#include "pg_sink.h"
+#include "sink/pg_sink.h"
 
 #include "common/buf.h"
 #include "common/log.h"
-#include "pg_classify.h"
+#include "sink/pg_classify.h"
 
 #include <libpq-fe.h>
 

@@ -36,7 +36,7 @@
 #define NANGUARD_PG_SINK_H
 
 #include "common/error.h"
-#include "filter/envelope.h"
+#include "filter/sanitize/envelope.h"
 
 #include <stddef.h>
 #include <stdint.h>

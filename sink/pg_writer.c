@@ -1,6 +1,6 @@
 /* pg_writer.c - a pg_sink flushed on a thread of its own. */
 #define _POSIX_C_SOURCE 200809L
-#include "pg_writer.h"
+#include "sink/pg_writer.h"
 
 #include "common/clock.h"
 

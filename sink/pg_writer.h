@@ -8,7 +8,7 @@
 #define NANGUARD_PG_WRITER_H
 
 #include "common/error.h"
-#include "pg_sink.h"
+#include "sink/pg_sink.h"
 
 typedef struct pg_writer pg_writer;
 

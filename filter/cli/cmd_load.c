@@ -6,8 +6,8 @@
  * limit, after which the summary says where to resume.
  */
 #define _GNU_SOURCE
-#include "commands.h"
-#include "loader.h"
+#include "filter/cli/commands.h"
+#include "filter/loader.h"
 
 #include "common/buf.h"
 #include "common/json_write.h"

@@ -2,9 +2,9 @@
  * files or standard input and writes it to standard output, in constant
  * memory. */
 #define _GNU_SOURCE
-#include "commands.h"
-#include "report.h"
-#include "sanitize.h"
+#include "filter/cli/commands.h"
+#include "filter/sanitize/report.h"
+#include "filter/sanitize/sanitize.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -1,9 +1,9 @@
 /* cmd_worker.c - `nanguard worker`: the Kafka consumer worker. */
 #define _POSIX_C_SOURCE 200809L
-#include "commands.h"
 #include "common/config.h"
 #include "common/log.h"
-#include "worker.h"
+#include "filter/cli/commands.h"
+#include "filter/worker.h"
 
 #include <signal.h>
 #include <stdio.h>

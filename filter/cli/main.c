@@ -1,5 +1,5 @@
 /* main.c - the nanguard command line: picks a subcommand and runs it. */
-#include "commands.h"
+#include "filter/cli/commands.h"
 
 #include <stdio.h>
 #include <string.h>

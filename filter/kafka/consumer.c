@@ -1,5 +1,5 @@
 /* consumer.c - the Kafka consumer stage. */
-#include "consumer.h"
+#include "filter/kafka/consumer.h"
 
 #include "common/log.h"
 

@@ -1,6 +1,6 @@
 /* offsets.c - which Kafka offsets may be stored for commit. */
 #define _POSIX_C_SOURCE 200809L
-#include "offsets.h"
+#include "filter/kafka/offsets.h"
 
 #include <stdbool.h>
 #include <stdlib.h>

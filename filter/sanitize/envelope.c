@@ -1,5 +1,5 @@
 /* envelope.c - the checkpoint envelope, from the sanitizer's capture. */
-#include "envelope.h"
+#include "filter/sanitize/envelope.h"
 
 #include <stdbool.h>
 #include <stdio.h>

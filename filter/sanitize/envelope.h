@@ -6,7 +6,7 @@
 #ifndef NANGUARD_ENVELOPE_H
 #define NANGUARD_ENVELOPE_H
 
-#include "sanitize.h"
+#include "filter/sanitize/sanitize.h"
 
 #include <stddef.h>
 

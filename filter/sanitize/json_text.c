@@ -1,5 +1,5 @@
 /* json_text.c - small facts about JSON string text. */
-#include "json_text.h"
+#include "filter/sanitize/json_text.h"
 
 #include <stdint.h>
 

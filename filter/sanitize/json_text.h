@@ -3,8 +3,8 @@
 #ifndef NANGUARD_JSON_TEXT_H
 #define NANGUARD_JSON_TEXT_H
 
-#include "../common/buf.h"
-#include "../common/utf8.h"
+#include "common/buf.h"
+#include "common/utf8.h"
 
 #include <stdbool.h>
 #include <stddef.h>

@@ -1,7 +1,7 @@
 /* report.c - the sanitizer's report as JSON. */
-#include "report.h"
+#include "filter/sanitize/report.h"
 
-#include "../common/json_write.h"
+#include "common/json_write.h"
 
 #include <string.h>
 

@@ -4,8 +4,8 @@
 #ifndef NANGUARD_REPORT_H
 #define NANGUARD_REPORT_H
 
-#include "../common/buf.h"
-#include "sanitize.h"
+#include "common/buf.h"
+#include "filter/sanitize/sanitize.h"
 
 typedef struct {
     uint64_t values;

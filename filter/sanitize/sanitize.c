@@ -37,11 +37,11 @@
  * tests compare whole inputs with the same fed a byte at a time (which
  * never takes a block path).
  */
-#include "sanitize.h"
+#include "filter/sanitize/sanitize.h"
 
-#include "../common/buf.h"
-#include "json_text.h"
-#include "yajl_pool.h"
+#include "common/buf.h"
+#include "filter/sanitize/json_text.h"
+#include "filter/sanitize/yajl_pool.h"
 
 #include <stdbool.h>
 #include <stdio.h>

@@ -1,5 +1,5 @@
 /* yajl_pool.c - a small block cache behind yajl's allocator. */
-#include "yajl_pool.h"
+#include "filter/sanitize/yajl_pool.h"
 
 #include <stdint.h>
 #include <stdlib.h>

@@ -10,7 +10,7 @@
  * figure "RESULT<TAB>key<TAB>MB/s" is printed for scripts.
  */
 #define _POSIX_C_SOURCE 200809L
-#include "filter/sanitize.h"
+#include "filter/sanitize/sanitize.h"
 
 #include <errno.h>
 #include <inttypes.h>

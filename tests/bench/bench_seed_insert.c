@@ -9,8 +9,8 @@
  * Prints "rows N seconds S" on standard output. Exit 1 on any failure.
  */
 #define _POSIX_C_SOURCE 200809L
-#include "filter/envelope.h"
-#include "filter/sanitize.h"
+#include "filter/sanitize/envelope.h"
+#include "filter/sanitize/sanitize.h"
 
 #include <libpq-fe.h>
 

@@ -26,9 +26,9 @@
  *  - the report JSON built from the handle is itself accepted, unchanged.
  */
 #include "common/buf.h"
-#include "filter/envelope.h"
-#include "filter/report.h"
-#include "filter/sanitize.h"
+#include "filter/sanitize/envelope.h"
+#include "filter/sanitize/report.h"
+#include "filter/sanitize/sanitize.h"
 
 #include <stdarg.h>
 #include <stdbool.h>

@@ -7,7 +7,7 @@
 
 #include <cmocka.h>
 
-#include "filter/offsets.h"
+#include "filter/kafka/offsets.h"
 
 struct seen {
     int calls;

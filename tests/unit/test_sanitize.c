@@ -10,8 +10,8 @@
 
 #include <cmocka.h>
 
-#include "filter/envelope.h"
-#include "filter/sanitize.h"
+#include "filter/sanitize/envelope.h"
+#include "filter/sanitize/sanitize.h"
 
 /* The result of one run over an input, fed in chunks of `chunk` bytes
  * (0: all at once). */

@@ -8,8 +8,8 @@
 
 #include <cmocka.h>
 
-#include "filter/envelope.h"
-#include "filter/sanitize.h"
+#include "filter/sanitize/envelope.h"
+#include "filter/sanitize/sanitize.h"
 
 void *__real_malloc(size_t n);
 void *__real_calloc(size_t n, size_t m);
