@@ -8,7 +8,9 @@ packages=(
     librdkafka-dev libyajl-dev libpq-dev libcmocka-dev
     postgresql postgresql-contrib kcat libmicrohttpd-dev
     clang-14 libclang-rt-14-dev clang-format
-    python3 maven openjdk-17-jdk-headless
+    python3 python3-venv maven openjdk-17-jdk-headless openssl
+    chromium chromium-driver python3-selenium
+    prometheus
 )
 
 missing=()
