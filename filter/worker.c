@@ -82,6 +82,11 @@ const ng_option worker_settings[] = {
     {"max-depth", NG_OPT_INT, "1000", "deeper nesting is malformed"},
     {"critical-after-ms", NG_OPT_INT, "60000",
      "PostgreSQL unavailable this long: checkpoint_flush_critical_error"},
+    {"flush-error-message", NG_OPT_STRING, EVENT_FLUSH_ERROR_MESSAGE,
+     "the sentence a user reads for checkpoint_flush_error (the reason "
+     "goes to error_details)"},
+    {"critical-message", NG_OPT_STRING, EVENT_CRITICAL_MESSAGE,
+     "the sentence a user reads for checkpoint_flush_critical_error"},
     {"retry-initial-ms", NG_OPT_INT, "200", "first retry delay (backoff)"},
     {"retry-max-ms", NG_OPT_INT, "10000", "longest retry delay"},
     {"shutdown-timeout-ms", NG_OPT_INT, "30000",
@@ -182,6 +187,7 @@ struct worker {
     offsets *offs;
     char *topic_list;
     char *dlq_topic;
+    char *flush_error_message, *critical_message; /* what users read */
     size_t max_message_bytes;
     uint64_t critical_after_ms, retry_max_ms, shutdown_timeout_ms;
     uint64_t stats_interval_ms;
@@ -351,7 +357,8 @@ static void send_notification(worker *w, struct slot *s)
         .thread_id = s->thread_id,
         .checkpoint_id = s->checkpoint_id,
         .checkpoint_ns = s->checkpoint_ns,
-        .message = s->err.message,
+        .message = w->flush_error_message,
+        .details = s->err.message,
         .error_code = s->err.code,
         .dlq = {w->dlq_topic, s->dlq_partition, s->dlq_offset},
         .source = {rd_kafka_topic_name(s->rkm->rkt), s->rkm->partition,
@@ -484,16 +491,16 @@ static void tell_critical(worker *w, const char *thread_id, const char *msg,
 
 static void tell_critical_all(worker *w)
 {
-    const char *msg =
-        w->block_err.klass == NG_ERR_CONFIG
-            ? "Checkpoints cannot be saved: the database needs attention"
-            : "Checkpoints cannot be saved: the database is unavailable";
-    char details[sizeof w->block_err.message + 32];
+    const char *msg = w->critical_message;
+    const char *why = w->block_err.klass == NG_ERR_CONFIG
+                          ? "the database needs attention"
+                          : "the database is unavailable";
+    char details[sizeof w->block_err.message + 80];
     if (w->block_err.sqlstate[0]) {
-        snprintf(details, sizeof details, "%s (SQLSTATE %s)",
+        snprintf(details, sizeof details, "%s: %s (SQLSTATE %s)", why,
                  w->block_err.message, w->block_err.sqlstate);
     } else {
-        snprintf(details, sizeof details, "%s", w->block_err.message);
+        snprintf(details, sizeof details, "%s: %s", why, w->block_err.message);
     }
     for (size_t i = 0; i < w->nslots; i++) {
         struct slot *s = &w->slots[i];
@@ -1126,6 +1133,8 @@ worker *worker_new(const ng_config *cfg, ng_error *err)
     w->dlq_topic = dlq ? strdup(dlq) : first_topic_with(topics, ".dlq");
     char *notify_topic =
         notify ? strdup(notify) : first_topic_with(topics, ".notifications");
+    w->flush_error_message = strdup(ng_config_get(cfg, "flush-error-message"));
+    w->critical_message = strdup(ng_config_get(cfg, "critical-message"));
     w->max_message_bytes = (size_t)ng_config_int(cfg, "max-message-bytes");
     w->critical_after_ms = (uint64_t)ng_config_int(cfg, "critical-after-ms");
     w->retry_max_ms = (uint64_t)ng_config_int(cfg, "retry-max-ms");
@@ -1150,6 +1159,7 @@ worker *worker_new(const ng_config *cfg, ng_error *err)
     w->san = sanitize_new(&so);
     w->offs = offsets_new();
     if (w->topic_list == NULL || w->dlq_topic == NULL || notify_topic == NULL ||
+        w->flush_error_message == NULL || w->critical_message == NULL ||
         w->san == NULL || w->offs == NULL) {
         free(notify_topic);
         ng_error_set(err, NG_ERR_CONFIG, "oom", "out of memory");
@@ -1225,6 +1235,8 @@ void worker_free(worker *w)
     free(w->held);
     free(w->topic_list);
     free(w->dlq_topic);
+    free(w->flush_error_message);
+    free(w->critical_message);
     ng_buf_free(&w->told);
     ng_buf_free(&w->scratch);
     free(w);

@@ -4,13 +4,35 @@
 #include "common/json_write.h"
 #include "common/log.h"
 
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 
-#define DETAILS_MAX 500
+/* Length of at most max characters (not bytes) of UTF-8 text s. */
+static size_t utf8_prefix(const char *s, size_t max)
+{
+    size_t i = 0, chars = 0;
+    while (s[i] != '\0' && chars < max) {
+        i++;
+        while ((s[i] & 0xC0) == 0x80) {
+            i++;
+        }
+        chars++;
+    }
+    return i;
+}
+
+/* , "error_details": "<at most EVENT_DETAILS_MAX characters>" */
+static int details_field(ng_buf *b, const char *details)
+{
+    const char *d = details ? details : "";
+    return ng_json_raw(b, ", \"error_details\": ") ||
+           ng_json_string(b, d, utf8_prefix(d, EVENT_DETAILS_MAX));
+}
 
 static int head(ng_buf *b, const char *thread_id, const char *type,
-                const char *severity, const char *message)
+                const char *severity, const char *message, const char *details,
+                bool with_details)
 {
     char ts[32];
     ng_log_timestamp(ts);
@@ -18,6 +40,7 @@ static int head(ng_buf *b, const char *thread_id, const char *type,
            ng_json_raw(b, ", \"type\": ") || ng_json_cstr(b, type) ||
            ng_json_raw(b, ", \"severity\": ") || ng_json_cstr(b, severity) ||
            ng_json_raw(b, ", \"message\": ") || ng_json_cstr(b, message) ||
+           (with_details && details_field(b, details)) ||
            ng_json_raw(b, ", \"timestamp\": ") || ng_json_cstr(b, ts);
 }
 
@@ -34,7 +57,7 @@ static int position(ng_buf *b, const char *name, event_position p)
 int event_flush_error_json(ng_buf *b, const event_flush_error *ev)
 {
     return head(b, ev->thread_id, "checkpoint_flush_error", "warning",
-                ev->message) ||
+                ev->message, ev->details, true) ||
            ng_json_raw(b, ", \"checkpoint_id\": ") ||
            ng_json_cstr(b, ev->checkpoint_id) ||
            ng_json_raw(b, ", \"checkpoint_ns\": ") ||
@@ -44,33 +67,11 @@ int event_flush_error_json(ng_buf *b, const event_flush_error *ev)
            position(b, "source", ev->source) || ng_json_raw(b, "}");
 }
 
-/* Length of at most max characters (not bytes) of UTF-8 text s. */
-static size_t utf8_prefix(const char *s, size_t max)
-{
-    size_t i = 0, chars = 0;
-    while (s[i] != '\0' && chars < max) {
-        i++;
-        while ((s[i] & 0xC0) == 0x80) {
-            i++;
-        }
-        chars++;
-    }
-    return i;
-}
-
 int event_critical_json(ng_buf *b, const char *thread_id, const char *message,
                         const char *details)
 {
-    const char *d = details ? details : "";
-    char ts[32];
-    ng_log_timestamp(ts);
-    return ng_json_raw(b, "{\"thread_id\": ") || ng_json_cstr(b, thread_id) ||
-           ng_json_raw(b, ", \"type\": \"checkpoint_flush_critical_error\"") ||
-           ng_json_raw(b, ", \"severity\": \"critical\", \"message\": ") ||
-           ng_json_cstr(b, message) ||
-           ng_json_raw(b, ", \"error_details\": ") ||
-           ng_json_string(b, d, utf8_prefix(d, DETAILS_MAX)) ||
-           ng_json_raw(b, ", \"timestamp\": ") || ng_json_cstr(b, ts) ||
+    return head(b, thread_id, "checkpoint_flush_critical_error", "critical",
+                message, details, true) ||
            ng_json_raw(b, "}");
 }
 
@@ -80,7 +81,8 @@ int event_sanitized_json(ng_buf *b, const char *thread_id,
 {
     return head(b, thread_id, "checkpoint_sanitized", "info",
                 "non-finite or invalid values were replaced so the "
-                "checkpoint could be stored") ||
+                "checkpoint could be stored",
+                NULL, false) ||
            ng_json_raw(b, ", \"checkpoint_id\": ") ||
            ng_json_cstr(b, checkpoint_id) ||
            ng_json_raw(b, ", \"rewrites\": ") ||

@@ -44,6 +44,12 @@ GEN = os.path.join(SOURCE, "tests", "corpus", "gen_checkpoints.py")
 SCALE = float(os.environ.get("NANGUARD_E2E_SCALE") or "1")
 RUN = "%d_%d" % (os.getpid(), int(time.time()))  # unique per test run
 MAX_MESSAGE_BYTES = 65536  # --max-message-bytes of the workers
+# The sentences users read (DESIGN.md "Outcomes"), the worker's defaults.
+FLUSH_ERROR_MESSAGE = ("Failed to save execution logs to database. The workflow "
+                       "completed but logs may be incomplete. Please contact support "
+                       "if you need detailed execution history.")
+CRITICAL_MESSAGE = ("Failed to save execution data. Please contact support "
+                    "immediately. This workflow's logs may be lost.")
 
 T0 = time.time()
 
@@ -854,7 +860,9 @@ def reconcile(names, msgs, dlq_dups_allowed=False, sample_rows=20):
                         (n.get("dlq") or {}).get("topic") != names.dlq or
                         n.get("source") != {"topic": names.topic, "partition": sp[0],
                                             "offset": sp[1]} or
-                        not n.get("message") or not n.get("timestamp")):
+                        n.get("message") != FLUSH_ERROR_MESSAGE or
+                        not n.get("error_details") or len(n["error_details"]) > 500 or
+                        not n.get("timestamp")):
                     wrong_note.append((sp, n))
             if not dlq_dups_allowed and len(ns) != 1:
                 no_note.append((rec.partition, rec.offset, len(ns)))
@@ -866,7 +874,8 @@ def reconcile(names, msgs, dlq_dups_allowed=False, sample_rows=20):
           no_note[:5])
     check(not many_notes, "no dead-letter record is notified twice", many_notes[:5])
     check(not wrong_note, "notifications carry the thread id, error code, dlq and source "
-          "positions", wrong_note[:2])
+          "positions, the user's sentence as message and the reason in error_details",
+          wrong_note[:2])
     return {"src": src, "pos": pos, "rows": rows, "dlq": dlq, "dlq_by_src": dlq_by_src,
             "crit": crit, "errs": errs}
 

@@ -103,11 +103,14 @@ def body():
     early = [n for _, n in crit if e2e._parse_ts(n["timestamp"]) < first_fail + CRITICAL_MS / 1000 - 0.05]
     check(not early, "critical events only after --critical-after-ms of outage",
           early[:2])
-    bad_shape = [n for r, n in crit if n.get("severity") != "critical" or not n.get("message")
-                 or not isinstance(n.get("error_details"), str) or len(n["error_details"]) > 500
+    bad_shape = [n for r, n in crit if n.get("severity") != "critical"
+                 or n.get("message") != e2e.CRITICAL_MESSAGE
+                 or not isinstance(n.get("error_details"), str) or not n["error_details"]
+                 or len(n["error_details"]) > 500
                  or r.key.decode() != n.get("thread_id")]
-    check(not bad_shape, "critical events: severity critical, message, error_details "
-          "(<= 500 characters), key = thread id", bad_shape[:2])
+    check(not bad_shape, "critical events: severity critical, the user's sentence as "
+          "message, the reason in error_details (<= 500 characters), key = thread id",
+          bad_shape[:2])
     # The batch that waited through the outage is the first transaction
     # after the restart (loaded_at = now() of the inserting transaction).
     after = sorted({t for t in data["rows"].values() if t >= t_start})

@@ -30,7 +30,8 @@ static void test_flush_error(void **state)
         .thread_id = "t-1",
         .checkpoint_id = "c\"1",
         .checkpoint_ns = "",
-        .message = "PostgreSQL refused the row",
+        .message = EVENT_FLUSH_ERROR_MESSAGE,
+        .details = "PostgreSQL refused the row",
         .error_code = "pg_23514",
         .dlq = {"cp.dlq", 0, 42},
         .source = {"cp", 3, 1234},
@@ -41,21 +42,57 @@ static void test_flush_error(void **state)
     assert_string_equal(
         b.data,
         "{\"thread_id\": \"t-1\", \"type\": \"checkpoint_flush_error\", "
-        "\"severity\": \"warning\", \"message\": \"PostgreSQL refused the "
-        "row\", \"timestamp\": \"XXXXXXXXXXXXXXXXXXXXXXXX\", "
+        "\"severity\": \"warning\", \"message\": \"Failed to save execution "
+        "logs to database. The workflow completed but logs may be incomplete. "
+        "Please contact support if you need detailed execution history.\", "
+        "\"error_details\": \"PostgreSQL refused the row\", "
+        "\"timestamp\": \"XXXXXXXXXXXXXXXXXXXXXXXX\", "
         "\"checkpoint_id\": \"c\\\"1\", \"checkpoint_ns\": \"\", "
         "\"error_code\": \"pg_23514\", \"dlq\": {\"topic\": \"cp.dlq\", "
         "\"partition\": 0, \"offset\": 42}, \"source\": {\"topic\": \"cp\", "
         "\"partition\": 3, \"offset\": 1234}}");
     ng_buf_free(&b);
 
-    /* Unreadable message: no thread or checkpoint id. */
+    /* Unreadable message: no thread or checkpoint id; no details. */
     ev.thread_id = NULL;
     ev.checkpoint_id = NULL;
+    ev.details = NULL;
     assert_int_equal(event_flush_error_json(&b, &ev), 0);
     assert_int_equal(ng_buf_putc(&b, '\0'), 0);
     assert_non_null(strstr(b.data, "{\"thread_id\": null, "));
     assert_non_null(strstr(b.data, "\"checkpoint_id\": null, "));
+    assert_non_null(strstr(b.data, "\"error_details\": \"\", "));
+    ng_buf_free(&b);
+}
+
+/* Database error text is user data: it is escaped, and cut at 500
+ * characters on the warning event too. */
+static void test_flush_error_details_cut(void **state)
+{
+    (void)state;
+    char details[700];
+    memset(details, 'x', sizeof details - 1);
+    details[sizeof details - 1] = '\0';
+    memcpy(details, "<img \"a\">", 9);
+    event_flush_error ev = {
+        .thread_id = "t",
+        .checkpoint_ns = "",
+        .message = "custom sentence",
+        .details = details,
+        .error_code = "malformed_json",
+        .dlq = {"d", 1, 2},
+        .source = {"s", 3, 4},
+    };
+    ng_buf b = {0};
+    assert_int_equal(event_flush_error_json(&b, &ev), 0);
+    assert_int_equal(ng_buf_putc(&b, '\0'), 0);
+    assert_non_null(strstr(b.data, "\"message\": \"custom sentence\", "));
+    const char *d = strstr(b.data, "\"error_details\": \"<img \\\"a\\\">");
+    assert_non_null(d);
+    d += strlen("\"error_details\": \"");
+    const char *end = strstr(d, "\", \"timestamp\"");
+    assert_non_null(end);
+    assert_int_equal(end - d, 500 + 2); /* two escaped quotes */
     ng_buf_free(&b);
 }
 
@@ -72,7 +109,7 @@ static void test_critical_details_cut(void **state)
     details[1198] = '\0';
     ng_buf b = {0};
     assert_int_equal(
-        event_critical_json(&b, "t-9", "PostgreSQL unavailable", details), 0);
+        event_critical_json(&b, "t-9", EVENT_CRITICAL_MESSAGE, details), 0);
     assert_int_equal(ng_buf_putc(&b, '\0'), 0);
     blank_timestamp(b.data);
     const char *d = strstr(b.data, "\"error_details\": \"");
@@ -82,7 +119,11 @@ static void test_critical_details_cut(void **state)
     assert_int_equal(end - d, 1000); /* 500 characters of 2 bytes */
     assert_non_null(strstr(b.data, "{\"thread_id\": \"t-9\", \"type\": "
                                    "\"checkpoint_flush_critical_error\", "
-                                   "\"severity\": \"critical\", "));
+                                   "\"severity\": \"critical\", "
+                                   "\"message\": \"Failed to save execution "
+                                   "data. Please contact support "
+                                   "immediately. This workflow's logs may be "
+                                   "lost.\", \"error_details\": \""));
     ng_buf_free(&b);
 }
 
@@ -90,6 +131,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_flush_error),
+        cmocka_unit_test(test_flush_error_details_cut),
         cmocka_unit_test(test_critical_details_cut),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
