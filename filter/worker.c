@@ -36,6 +36,7 @@
 #include "common/status.h"
 #include "common/status_server.h"
 #include "filter/kafka/consumer.h"
+#include "filter/kafka/kafka_conf.h"
 #include "filter/kafka/offsets.h"
 #include "filter/sanitize/envelope.h"
 #include "filter/sanitize/report.h"
@@ -1002,74 +1003,30 @@ static void on_revoke(void *ctx, const rd_kafka_topic_partition_list_t *parts,
 /* ------------------------------------------------------------------------
  * Setup and the loop
  */
-static int conf_set(rd_kafka_conf_t *conf, const char *k, const char *v,
-                    ng_error *err)
-{
-    char errstr[256];
-    if (rd_kafka_conf_set(conf, k, v, errstr, sizeof errstr) !=
-        RD_KAFKA_CONF_OK) {
-        return ng_error_set(err, NG_ERR_CONFIG, "kafka_config", "%s: %s", k,
-                            errstr);
-    }
-    return 0;
-}
-
-/* librdkafka's own log lines, as JSON lines like ours. Called from
- * librdkafka's threads: ng_log writes each line in one call. */
-static void kafka_log(const rd_kafka_t *rk, int level, const char *fac,
-                      const char *buf)
-{
-    (void)rk;
-    ng_log_level l = level <= 3   ? NG_LOG_ERROR
-                     : level <= 5 ? NG_LOG_WARN
-                     : level <= 6 ? NG_LOG_INFO
-                                  : NG_LOG_DEBUG;
-    ng_log(l, buf, "source", "librdkafka", "facility", fac, NULL);
-}
-
-/* A librdkafka configuration: ours, then the user's -X / kafka.* over it.
- * Producer-only and consumer-only properties go to their side only. */
+/* A librdkafka configuration: ours, then the user's -X / kafka.* over it
+ * (filter/kafka/kafka_conf.h). */
 static rd_kafka_conf_t *kafka_conf(const ng_config *cfg, bool consumer_side,
                                    ng_error *err)
 {
-    rd_kafka_conf_t *conf = rd_kafka_conf_new();
-    rd_kafka_conf_set_log_cb(conf, kafka_log);
-    char errstr[256];
-    if (conf_set(conf, "bootstrap.servers", ng_config_get(cfg, "brokers"),
-                 err) ||
-        conf_set(conf, "client.id", "nanguard", err) ||
-        (consumer_side &&
-         (conf_set(conf, "partition.assignment.strategy", "cooperative-sticky",
-                   err) ||
-          conf_set(conf, "auto.offset.reset", "earliest", err) ||
-          /* Checkpoints are tens of KB to MBs: 8 MB per partition and
-           * fetch (librdkafka: 1 MB) halves the fetch requests, and with
-           * them the broker's CPU, on a backlog. */
-          conf_set(conf, "max.partition.fetch.bytes", "8388608", err))) ||
-        (!consumer_side && (conf_set(conf, "acks", "all", err) ||
-                            conf_set(conf, "linger.ms", "5", err)))) {
-        rd_kafka_conf_destroy(conf);
-        return NULL;
-    }
-    for (size_t i = 0; i < ng_config_kafka_count(cfg); i++) {
-        const char *k, *v;
-        ng_config_kafka_at(cfg, i, &k, &v);
-        rd_kafka_conf_res_t r =
-            rd_kafka_conf_set(conf, k, v, errstr, sizeof errstr);
-        if (r == RD_KAFKA_CONF_INVALID) {
-            ng_error_set(err, NG_ERR_CONFIG, "kafka_config", "%s: %s", k,
-                         errstr);
-            rd_kafka_conf_destroy(conf);
-            return NULL;
-        }
-        if (r == RD_KAFKA_CONF_UNKNOWN) {
-            ng_error_set(err, NG_ERR_CONFIG, "kafka_config",
-                         "unknown librdkafka property '%s'", k);
-            rd_kafka_conf_destroy(conf);
-            return NULL;
-        }
-    }
-    return conf;
+    static const char *const consumer_props[][2] = {
+        {"partition.assignment.strategy", "cooperative-sticky"},
+        {"auto.offset.reset", "earliest"},
+        /* Checkpoints are tens of KB to MBs: 8 MB per partition and
+         * fetch (librdkafka: 1 MB) halves the fetch requests, and with
+         * them the broker's CPU, on a backlog. */
+        {"max.partition.fetch.bytes", "8388608"},
+    };
+    static const char *const producer_props[][2] = {
+        {"acks", "all"},
+        {"linger.ms", "5"},
+    };
+    return consumer_side
+               ? kafka_conf_new(
+                     cfg, consumer_props,
+                     sizeof consumer_props / sizeof consumer_props[0], err)
+               : kafka_conf_new(
+                     cfg, producer_props,
+                     sizeof producer_props / sizeof producer_props[0], err);
 }
 
 static char *first_topic_with(const char *topics, const char *suffix)

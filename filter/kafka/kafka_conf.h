@@ -1,0 +1,22 @@
+/* kafka_conf.h - a librdkafka configuration from a command's settings:
+ * bootstrap.servers from its "brokers" setting, client.id nanguard, the
+ * log callback (librdkafka's lines as our JSON lines), the command's own
+ * properties, then the user's -X / kafka.* properties over them. */
+#ifndef NANGUARD_KAFKA_CONF_H
+#define NANGUARD_KAFKA_CONF_H
+
+#include "common/config.h"
+#include "common/error.h"
+
+#include <librdkafka/rdkafka.h>
+#include <stddef.h>
+
+/* ours: n property/value pairs the command sets before the user's. Returns
+ * a new configuration (the caller's), or NULL with err (class
+ * NG_ERR_CONFIG, code "kafka_config") for an invalid or unknown
+ * property. */
+rd_kafka_conf_t *kafka_conf_new(const ng_config *cfg,
+                                const char *const (*ours)[2], size_t n,
+                                ng_error *err);
+
+#endif
