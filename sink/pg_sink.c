@@ -13,6 +13,7 @@
 #include "common/buf.h"
 #include "common/log.h"
 #include "sink/pg_classify.h"
+#include "sink/schema.h"
 
 #include <libpq-fe.h>
 
@@ -94,6 +95,7 @@ struct pg_sink {
     char *table_label; /* for messages: what the user wrote */
     pg_sink_conflict on_conflict;
     bool create_table;
+    bool warned_name; /* that LangGraph cannot read the table */
     size_t batch_rows;
     size_t batch_bytes;
     unsigned batch_ms;
@@ -460,24 +462,42 @@ static int append_ident(pg_sink *s, ng_buf *b, const char *name, ng_error *err)
     return rc ? oom(err) : 0;
 }
 
-/* The table's name as SQL: "schema"."name" or "name", NUL terminated. */
-static int quoted_table(pg_sink *s, ng_buf *b, ng_error *err)
+/* relname in the sink's schema as SQL: "schema"."name" or "name", NUL
+ * terminated. */
+static int quoted_name(pg_sink *s, const char *relname, ng_buf *b,
+                       ng_error *err)
 {
     ng_buf_clear(b);
     if (s->schema != NULL &&
         (append_ident(s, b, s->schema, err) || ng_buf_putc(b, '.'))) {
         return -1;
     }
-    if (append_ident(s, b, s->relname, err) ||
-        ng_buf_append_str(b, "", 0) != 0) {
+    if (append_ident(s, b, relname, err) || ng_buf_append_str(b, "", 0) != 0) {
         return -1;
     }
     return 0;
 }
 
-/* LangGraph's table, with lz4 for the jsonb columns when the server has
- * it: pglz is most of the cost of loading large jsonb values. */
-static int create_target(pg_sink *s, const char *qtable, ng_error *err)
+static int quoted_table(pg_sink *s, ng_buf *b, ng_error *err)
+{
+    return quoted_name(s, s->relname, b, err);
+}
+
+static int lookup_table(pg_sink *s, const char *qtable, char *oid, size_t n,
+                        ng_error *err);
+
+/* The name of schema table t for this sink: the user's for the checkpoints,
+ * LangGraph's for the other two (in the same schema). */
+static const char *table_relname(const pg_sink *s, schema_table t)
+{
+    return t == SCHEMA_CHECKPOINTS ? s->relname : schema_table_name(t);
+}
+
+/* LangGraph's schema (sink/schema.h): each of its tables that does not
+ * exist, with lz4 for the jsonb columns when the server has it (pglz is
+ * most of the cost of loading large jsonb values). Existing tables are
+ * left as they are. */
+static int create_target(pg_sink *s, ng_error *err)
 {
     bool lz4 = false;
     if (PQserverVersion(s->link->conn) >= 140000) {
@@ -492,37 +512,40 @@ static int create_target(pg_sink *s, const char *qtable, ng_error *err)
         lz4 = PQntuples(res) > 0;
         PQclear(res);
     }
-    const char *comp = lz4 ? " COMPRESSION lz4" : "";
+    ng_buf qt = {0};
     ng_buf sql = {0};
-    int rc = append_str(&sql, "CREATE TABLE IF NOT EXISTS ") ||
-             append_str(&sql, qtable) ||
-             append_str(&sql, " (\n"
-                              "  thread_id TEXT NOT NULL,\n"
-                              "  checkpoint_ns TEXT NOT NULL DEFAULT '',\n"
-                              "  checkpoint_id TEXT NOT NULL,\n"
-                              "  parent_checkpoint_id TEXT,\n"
-                              "  type TEXT,\n"
-                              "  checkpoint JSONB") ||
-             append_str(&sql, comp) ||
-             append_str(&sql, " NOT NULL,\n  metadata JSONB") ||
-             append_str(&sql, comp) ||
-             append_str(&sql, " NOT NULL DEFAULT '{}',\n"
-                              "  PRIMARY KEY (thread_id, checkpoint_ns, "
-                              "checkpoint_id))") ||
-             ng_buf_append_str(&sql, "", 0);
-    if (rc != 0) {
-        ng_buf_free(&sql);
-        return oom(err);
+    int rc = -1;
+    for (int t = 0; t < SCHEMA_TABLE_COUNT; t++) {
+        const char *relname = table_relname(s, (schema_table)t);
+        char oid[24];
+        if (quoted_name(s, relname, &qt, err) != 0 ||
+            lookup_table(s, qt.data, oid, sizeof oid, err) != 0) {
+            goto done;
+        }
+        if (oid[0] != '\0') {
+            continue;
+        }
+        ng_buf_clear(&sql);
+        if (schema_table_sql(&sql, (schema_table)t, s->schema, relname, lz4)) {
+            oom(err);
+            goto done;
+        }
+        s->stats.round_trips++;
+        PGresult *res = PQexec(s->link->conn, sql.data);
+        if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+            fail_result(s, res, err, "creating the table");
+            goto done;
+        }
+        PQclear(res);
+        ng_log(NG_LOG_INFO, "created table", "table",
+               t == SCHEMA_CHECKPOINTS ? s->table_label : relname,
+               "compression", lz4 ? "lz4" : "default", NULL);
     }
-    PGresult *res = setup_exec(s, sql.data, 0, NULL, err, "creating the table");
+    rc = 0;
+done:
+    ng_buf_free(&qt);
     ng_buf_free(&sql);
-    if (res == NULL) {
-        return -1;
-    }
-    PQclear(res);
-    ng_log(NG_LOG_INFO, "created table", "table", s->table_label, "compression",
-           lz4 ? "lz4" : "default", NULL);
-    return 0;
+    return rc;
 }
 
 /* The oid of the table (as text), or "" when it does not exist. */
@@ -562,15 +585,12 @@ static int setup(pg_sink *s, ng_error *err)
     ng_buf sql = {0};
     PGresult *res = NULL;
     char oid[24];
+    if (s->create_table && create_target(s, err) != 0) {
+        goto err;
+    }
     if (quoted_table(s, &qt, err) != 0 ||
         lookup_table(s, qt.data, oid, sizeof oid, err) != 0) {
         goto err;
-    }
-    if (oid[0] == '\0' && s->create_table) {
-        if (create_target(s, qt.data, err) != 0 ||
-            lookup_table(s, qt.data, oid, sizeof oid, err) != 0) {
-            goto err;
-        }
     }
     if (oid[0] == '\0') {
         ng_error_set(err, NG_ERR_CONFIG, "pg_42P01",
@@ -801,6 +821,13 @@ int pg_sink_connect(pg_sink *s, ng_error *err)
             return -1;
         }
         s->link->ready = true;
+        if (!s->warned_name && !schema_langgraph_readable(s->relname)) {
+            s->warned_name = true;
+            ng_log(NG_LOG_WARN,
+                   "LangGraph reads only a table named checkpoints: it "
+                   "cannot read this one",
+                   "table", s->table_label, NULL);
+        }
         char version[16];
         snprintf(version, sizeof version, "%d", PQserverVersion(s->link->conn));
         ng_log(NG_LOG_INFO, "connected to PostgreSQL", "table", s->table_label,

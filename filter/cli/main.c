@@ -19,6 +19,7 @@ static const struct {
     {"load", cmd_load, "write a file of checkpoint envelopes to PostgreSQL"},
     {"worker", cmd_worker,
      "consume checkpoints from Kafka and write them to PostgreSQL"},
+    {"schema", cmd_schema, "print the SQL of LangGraph's checkpoint tables"},
 };
 
 static void usage(FILE *out)
