@@ -19,6 +19,7 @@ struct ng_status {
     bool ready;
     char reason[256];
     uint64_t last_turn;
+    ng_buf extra; /* ng_status_set_extra */
 };
 
 ng_status *ng_status_new(const ng_metric *metrics, size_t n,
@@ -47,6 +48,7 @@ void ng_status_free(ng_status *st)
         return;
     }
     pthread_mutex_destroy(&st->mu);
+    ng_buf_free(&st->extra);
     free(st->values);
     free(st);
 }
@@ -76,20 +78,26 @@ static int put_value(ng_buf *out, double v)
     return ng_buf_append(out, num, strlen(num));
 }
 
-static int put_header(ng_buf *out, const char *name, const char *help,
-                      ng_metric_kind kind)
+int ng_metrics_header(ng_buf *out, const char *name, const char *help,
+                      const char *type)
 {
     char line[512];
-    int len =
-        snprintf(line, sizeof line, "# HELP %s %s\n# TYPE %s %s\n", name, help,
-                 name, kind == NG_METRIC_COUNTER ? "counter" : "gauge");
+    int len = snprintf(line, sizeof line, "# HELP %s %s\n# TYPE %s %s\n", name,
+                       help, name, type);
     if (len < 0 || (size_t)len >= sizeof line) {
         return -1;
     }
     return ng_buf_append(out, line, (size_t)len);
 }
 
-static int put_series(ng_buf *out, const char *name, const char *labels,
+static int put_header(ng_buf *out, const char *name, const char *help,
+                      ng_metric_kind kind)
+{
+    return ng_metrics_header(out, name, help,
+                             kind == NG_METRIC_COUNTER ? "counter" : "gauge");
+}
+
+int ng_metrics_series(ng_buf *out, const char *name, const char *labels,
                       double v)
 {
     if (ng_buf_append(out, name, strlen(name)) != 0) {
@@ -114,13 +122,16 @@ int ng_status_metrics(ng_status *st, ng_buf *out)
     rc |= put_header(out, "nanguard_ready",
                      "1 when the process can do its work now (see /readyz)",
                      NG_METRIC_GAUGE);
-    rc |= put_series(out, "nanguard_ready", NULL, st->ready ? 1 : 0);
+    rc |= ng_metrics_series(out, "nanguard_ready", NULL, st->ready ? 1 : 0);
     for (size_t i = 0; i < st->n && rc == 0; i++) {
         const ng_metric *m = &st->metrics[i];
         if (i == 0 || strcmp(m->name, st->metrics[i - 1].name) != 0) {
             rc |= put_header(out, m->name, m->help, m->kind);
         }
-        rc |= put_series(out, m->name, m->labels, st->values[i]);
+        rc |= ng_metrics_series(out, m->name, m->labels, st->values[i]);
+    }
+    if (rc == 0 && st->extra.len > 0) {
+        rc |= ng_buf_append(out, st->extra.data, st->extra.len);
     }
     pthread_mutex_unlock(&st->mu);
     return rc == 0 ? 0 : -1;
@@ -157,4 +168,62 @@ int ng_status_health(ng_status *st, bool readiness, uint64_t now_ms,
         return -1;
     }
     return ok ? 200 : 503;
+}
+
+int ng_status_set_extra(ng_status *st, const char *text, size_t len)
+{
+    ng_buf copy = {0};
+    if (len > 0 && ng_buf_append(&copy, text, len) != 0) {
+        ng_buf_free(&copy);
+        return -1;
+    }
+    pthread_mutex_lock(&st->mu);
+    ng_buf old = st->extra;
+    st->extra = copy;
+    pthread_mutex_unlock(&st->mu);
+    ng_buf_free(&old);
+    return 0;
+}
+
+void ng_histogram_init(ng_histogram *h, const double *bounds, size_t n)
+{
+    memset(h, 0, sizeof *h);
+    h->bounds = bounds;
+    h->n = n < NG_HISTOGRAM_MAX_BUCKETS ? n : NG_HISTOGRAM_MAX_BUCKETS;
+}
+
+void ng_histogram_observe(ng_histogram *h, double v)
+{
+    size_t i = 0;
+    while (i < h->n && v > h->bounds[i]) {
+        i++;
+    }
+    h->counts[i]++;
+    h->sum += v;
+    h->count++;
+}
+
+int ng_histogram_write(ng_buf *out, const ng_histogram *h, const char *name,
+                       const char *labels, const char *help)
+{
+    char series[256], lbl[512];
+    const char *sep = labels != NULL && labels[0] != '\0' ? "," : "";
+    const char *pre = sep[0] ? labels : "";
+    int rc = ng_metrics_header(out, name, help, "histogram");
+    snprintf(series, sizeof series, "%s_bucket", name);
+    uint64_t cum = 0;
+    for (size_t i = 0; i <= h->n && rc == 0; i++) {
+        cum += h->counts[i];
+        if (i < h->n) {
+            snprintf(lbl, sizeof lbl, "%s%sle=\"%g\"", pre, sep, h->bounds[i]);
+        } else {
+            snprintf(lbl, sizeof lbl, "%s%sle=\"+Inf\"", pre, sep);
+        }
+        rc |= ng_metrics_series(out, series, lbl, (double)cum);
+    }
+    snprintf(series, sizeof series, "%s_sum", name);
+    rc |= ng_metrics_series(out, series, labels, h->sum);
+    snprintf(series, sizeof series, "%s_count", name);
+    rc |= ng_metrics_series(out, series, labels, (double)h->count);
+    return rc == 0 ? 0 : -1;
 }

@@ -51,4 +51,39 @@ int ng_status_metrics(ng_status *st, ng_buf *out);
 int ng_status_health(ng_status *st, bool readiness, uint64_t now_ms,
                      ng_buf *out);
 
+/* Replaces the text shown after the table's series in /metrics: families
+ * whose series come and go (one per partition) or that are not one value
+ * (histograms), written by their owner with the helpers below. The text
+ * is copied. Returns 0, or -1 when out of memory (the old text stays). */
+int ng_status_set_extra(ng_status *st, const char *text, size_t len);
+
+/* Appends "# HELP name help" and "# TYPE name type" lines (type: counter,
+ * gauge or histogram). Returns 0, or -1 when out of memory. */
+int ng_metrics_header(ng_buf *out, const char *name, const char *help,
+                      const char *type);
+/* Appends "name{labels} value" (no braces when labels is NULL or ""). */
+int ng_metrics_series(ng_buf *out, const char *name, const char *labels,
+                      double v);
+
+/* A Prometheus histogram filled by one thread: counts per bucket (upper
+ * bounds, ascending; +Inf is implied), the sum and the count of what was
+ * observed. No allocation. */
+#define NG_HISTOGRAM_MAX_BUCKETS 16
+typedef struct {
+    const double *bounds; /* kept, not copied: a static table */
+    size_t n;
+    uint64_t counts[NG_HISTOGRAM_MAX_BUCKETS + 1]; /* per bucket, not summed */
+    double sum;
+    uint64_t count;
+} ng_histogram;
+
+/* n is at most NG_HISTOGRAM_MAX_BUCKETS (more are ignored). */
+void ng_histogram_init(ng_histogram *h, const double *bounds, size_t n);
+void ng_histogram_observe(ng_histogram *h, double v);
+/* Appends the family: header, name_bucket{le="..."} lines (cumulative, the
+ * last one le="+Inf"), name_sum and name_count. labels (NULL for none)
+ * go before le on every line. Returns 0, or -1 when out of memory. */
+int ng_histogram_write(ng_buf *out, const ng_histogram *h, const char *name,
+                       const char *labels, const char *help);
+
 #endif

@@ -46,6 +46,7 @@
 #include "sink/pg_sink.h"
 #include "sink/pg_writer.h"
 
+#include <libpq-fe.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -97,6 +98,9 @@ const ng_option worker_settings[] = {
     {"stats-interval-ms", NG_OPT_INT, "10000",
      "how often to log progress counters (0: never)"},
     {"log-level", NG_OPT_STRING, "info", "debug, info, warn or error"},
+    {"pg-probe-interval-ms", NG_OPT_INT, "5000",
+     "while nothing is written, check that PostgreSQL answers this often, "
+     "so /readyz sees an outage (0: never)"},
     {"http-listen", NG_OPT_STRING, "",
      "serve /metrics, /healthz and /readyz on HOST:PORT (:PORT: every "
      "interface; empty: no HTTP)"},
@@ -166,8 +170,21 @@ static const ng_metric worker_metrics[] = {
      "0 while PostgreSQL writes fail and the partitions are paused"},
     {"nanguard_postgres_unavailable_seconds", NULL, NG_METRIC_GAUGE,
      "how long the current PostgreSQL outage has lasted (0: none)"},
+    {"nanguard_postgres_reconnects_total", NULL, NG_METRIC_COUNTER,
+     "PostgreSQL connections made after the first one"},
+    {"nanguard_dead_letter_produce_failures_total", NULL, NG_METRIC_COUNTER,
+     "dead-letter records the producer or the broker refused (each is sent "
+     "again)"},
+    {"nanguard_notification_produce_failures_total", NULL, NG_METRIC_COUNTER,
+     "notifications the producer or the broker refused"},
 };
 #define N_METRICS (sizeof worker_metrics / sizeof worker_metrics[0])
+/* Histogram buckets, in seconds: a batch written to PostgreSQL, and a
+ * message from its Kafka timestamp to its offset stored. */
+static const double write_buckets[] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
+                                       0.5,   1,    2.5,   5,    10,  30};
+static const double latency_buckets[] = {
+    0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800};
 #define STATUS_EVERY_MS 100
 /* /healthz fails when the main loop has not turned for this long. */
 #define STALE_AFTER_MS 60000
@@ -225,7 +242,15 @@ struct worker {
     bool probing; /* the writer's job is a probe_due connection */
     uint64_t probe_at;
     ng_backoff probe_backoff;
+    uint64_t probe_interval_ms; /* --pg-probe-interval-ms */
+    uint64_t pg_seen;           /* when PostgreSQL last answered */
     bool stopping;
+
+    /* For /metrics beyond the counters (publish). */
+    ng_histogram write_seconds, latency_seconds;
+    uint64_t dlq_produce_failures, notify_produce_failures;
+    uint64_t connects[2]; /* each sink's, as last seen */
+    ng_buf extra;
 };
 
 static char *dup_str(const char *s)
@@ -300,6 +325,12 @@ static void slot_release(worker *w, struct slot *s, bool finished)
 {
     if (finished) {
         offsets_done(w->offs, s->off_id);
+        int64_t ts = rd_kafka_message_timestamp(s->rkm, NULL);
+        if (ts > 0) {
+            int64_t ms = ng_wall_ms() - ts;
+            ng_histogram_observe(&w->latency_seconds,
+                                 ms > 0 ? (double)ms / 1000 : 0);
+        }
     }
     rd_kafka_message_destroy(s->rkm);
     free(s->thread_id);
@@ -344,6 +375,11 @@ static void retry_later(worker *w, struct slot *s, bool notify, const char *why)
     s->state = SLOT_RETRY;
     s->notify_due = notify;
     s->retry_at = ng_now_ms() + ng_backoff_next(&w->produce_backoff);
+    if (notify) {
+        w->notify_produce_failures++;
+    } else {
+        w->dlq_produce_failures++;
+    }
     if (log_allowed(&w->log_retry)) {
         ng_log(NG_LOG_WARN,
                notify ? "notification not delivered, will retry"
@@ -429,6 +465,8 @@ static void on_ack(void *ctx, uint64_t tag, rd_kafka_resp_err_t err,
     worker *w = ctx;
     struct slot *s = slot_of_tag(w, tag);
     if (s == NULL) {
+        /* Untracked: critical and sanitized notifications. */
+        w->notify_produce_failures += err != RD_KAFKA_RESP_ERR_NO_ERROR;
         if (err != RD_KAFKA_RESP_ERR_NO_ERROR && log_allowed(&w->log_retry)) {
             ng_log(NG_LOG_WARN, "event not delivered", "error",
                    rd_kafka_err2str(err), NULL);
@@ -483,6 +521,7 @@ static void tell_critical(worker *w, const char *thread_id, const char *msg,
     if (event_critical_json(&w->scratch, thread_id, msg, details) != 0 ||
         outcome_notify(w->out, thread_id, w->scratch.data, w->scratch.len,
                        TAG_UNTRACKED, &err) != 0) {
+        w->notify_produce_failures++;
         ng_log(NG_LOG_ERROR, "cannot send critical notification", "thread_id",
                thread_id, NULL);
     } else {
@@ -610,8 +649,9 @@ static void notify_sanitized(worker *w, const struct slot *s)
     if (rc == 0 &&
         event_sanitized_json(&w->scratch, s->thread_id, s->checkpoint_id,
                              counts.data, paths.data, src) == 0) {
-        outcome_notify(w->out, s->thread_id, w->scratch.data, w->scratch.len,
-                       TAG_UNTRACKED, &err);
+        w->notify_produce_failures +=
+            outcome_notify(w->out, s->thread_id, w->scratch.data,
+                           w->scratch.len, TAG_UNTRACKED, &err) != 0;
     }
     ng_buf_free(&counts);
     ng_buf_free(&paths);
@@ -730,13 +770,25 @@ static size_t pending_rows(const worker *w)
 
 /* What a flush of sink idx came to: settles its rows; on failure pauses
  * and schedules a retry of that sink. Returns rc. */
-static int flush_result(worker *w, int idx, int rc, const ng_error *e)
+/* The sink is ours again: what it counted that /metrics shows. */
+static void note_sink(worker *w, int idx)
+{
+    pg_sink_stats st;
+    pg_sink_get_stats(w->sinks[idx], &st);
+    w->connects[idx] = st.connects;
+}
+
+static int flush_result(worker *w, int idx, int rc, const ng_error *e,
+                        double seconds)
 {
     ng_error err = *e;
     uint64_t now = ng_now_ms();
     settle_results(w, w->sinks[idx]); /* all, or those before a failure */
+    note_sink(w, idx);
     w->pg_ok = rc == 0;
     if (rc == 0) {
+        ng_histogram_observe(&w->write_seconds, seconds);
+        w->pg_seen = now;
         if (w->retry == idx) {
             w->retry = -1;
         }
@@ -778,15 +830,18 @@ static int flush_result(worker *w, int idx, int rc, const ng_error *e)
 /* The end of a connection attempt made with nothing to write (probe_due):
  * it only tells whether PostgreSQL is there; it pauses nothing, as no
  * batch waits on it. */
-static void probe_result(worker *w, int rc, const ng_error *err)
+static void probe_result(worker *w, int idx, int rc, const ng_error *err)
 {
     w->probing = false;
+    note_sink(w, idx);
     if (rc == 0) {
         w->pg_ok = true;
+        w->pg_seen = ng_now_ms();
         ng_backoff_reset(&w->probe_backoff);
         return;
     }
-    bool changed = strcmp(err->code, w->block_err.code) != 0;
+    bool changed = w->pg_ok || strcmp(err->code, w->block_err.code) != 0;
+    w->pg_ok = false;
     w->block_err = *err;
     uint64_t delay = ng_backoff_next(&w->probe_backoff);
     w->probe_at = ng_now_ms() + delay;
@@ -812,10 +867,11 @@ static bool writer_poll(worker *w, unsigned wait_ms)
     case PG_WRITER_DONE:
         break;
     }
+    int idx = sink == w->sinks[0] ? 0 : 1;
     if (w->probing) {
-        probe_result(w, rc, &err);
+        probe_result(w, idx, rc, &err);
     } else {
-        flush_result(w, sink == w->sinks[0] ? 0 : 1, rc, &err);
+        flush_result(w, idx, rc, &err, pg_writer_last_seconds(w->writer));
     }
     return true;
 }
@@ -830,8 +886,10 @@ static void writer_wait(worker *w)
 static int flush_now(worker *w, int idx)
 {
     ng_error err = {0};
+    uint64_t t0 = ng_now_us();
     int rc = pg_sink_flush(w->sinks[idx], &err);
-    return flush_result(w, idx, rc, &err);
+    double took = (double)ng_since_ms(ng_now_us(), t0) / 1e6;
+    return flush_result(w, idx, rc, &err, took);
 }
 
 /* The sink to write next, when one is due; -1 otherwise. A batch is due
@@ -876,17 +934,23 @@ static void write_due(worker *w, uint64_t now, bool drained)
     pg_writer_start(w->writer, w->sinks[idx]);
 }
 
-/* A worker that has not reached PostgreSQL since its start tries again
- * with backoff even when it has nothing to write, on the idle sink, so
- * that it finds out (and says on /readyz) when PostgreSQL is there. */
+/* With nothing to write, the worker still checks PostgreSQL, on the idle
+ * sink, so that /readyz tells the truth: when it answered last more than
+ * --pg-probe-interval-ms ago, an empty query (pg_sink_ping); when it did
+ * not answer (or was never reached), a new connection, with backoff. */
 static void probe_due(worker *w, uint64_t now)
 {
-    if (!writer_poll(w, 0) || w->pg_ok || w->blocked || w->retry >= 0 ||
-        now < w->probe_at || pending_rows(w) > 0) {
+    if (!writer_poll(w, 0) || w->blocked || w->retry >= 0 ||
+        pending_rows(w) > 0) {
+        return;
+    }
+    if (w->pg_ok ? w->probe_interval_ms == 0 ||
+                       ng_since_ms(now, w->pg_seen) < w->probe_interval_ms
+                 : now < w->probe_at) {
         return;
     }
     w->probing = true;
-    pg_writer_start_connect(w->writer, w->sinks[1 - w->fill]);
+    pg_writer_start_ping(w->writer, w->sinks[1 - w->fill]);
 }
 
 /* Writes every pending batch on this thread, the failed one first.
@@ -1015,6 +1079,8 @@ static rd_kafka_conf_t *kafka_conf(const ng_config *cfg, bool consumer_side,
          * fetch (librdkafka: 1 MB) halves the fetch requests, and with
          * them the broker's CPU, on a backlog. */
         {"max.partition.fetch.bytes", "8388608"},
+        /* consumer lag for /metrics (filter/kafka/stats.h) */
+        {"statistics.interval.ms", "5000"},
     };
     static const char *const producer_props[][2] = {
         {"acks", "all"},
@@ -1103,6 +1169,11 @@ worker *worker_new(const ng_config *cfg, ng_error *err)
                     (uint64_t)ng_config_int(cfg, "retry-initial-ms"),
                     w->retry_max_ms, NULL, NULL);
     ng_backoff_init(&w->produce_backoff, 100, 5000, NULL, NULL);
+    w->probe_interval_ms = (uint64_t)ng_config_int(cfg, "pg-probe-interval-ms");
+    ng_histogram_init(&w->write_seconds, write_buckets,
+                      sizeof write_buckets / sizeof write_buckets[0]);
+    ng_histogram_init(&w->latency_seconds, latency_buckets,
+                      sizeof latency_buckets / sizeof latency_buckets[0]);
     ng_backoff_init(&w->probe_backoff,
                     (uint64_t)ng_config_int(cfg, "retry-initial-ms"),
                     w->retry_max_ms, NULL, NULL);
@@ -1196,6 +1267,7 @@ void worker_free(worker *w)
     free(w->critical_message);
     ng_buf_free(&w->told);
     ng_buf_free(&w->scratch);
+    ng_buf_free(&w->extra);
     free(w);
 }
 
@@ -1217,6 +1289,45 @@ static const char *not_ready(const worker *w, char *buf, size_t n)
         return "not in the consumer group yet";
     }
     return NULL;
+}
+
+/* The families beyond the table: build info, lag per partition, the two
+ * histograms (common/status.h). */
+static int metrics_extra(worker *w, ng_buf *out)
+{
+    char labels[512];
+    int pq = PQlibVersion();
+    snprintf(labels, sizeof labels,
+             "version=\"%s\",librdkafka=\"%s\",libpq=\"%d.%d\"",
+             NANGUARD_VERSION, rd_kafka_version_str(), pq / 10000, pq % 10000);
+    int rc = ng_metrics_header(out, "nanguard_build_info",
+                               "the running build: 1, with versions as labels",
+                               "gauge") ||
+             ng_metrics_series(out, "nanguard_build_info", labels, 1);
+    size_t nlag = consumer_lag_count(w->cons);
+    if (nlag > 0) {
+        rc = rc || ng_metrics_header(out, "nanguard_consumer_lag",
+                                     "messages after the committed offset, "
+                                     "per partition held (librdkafka "
+                                     "statistics)",
+                                     "gauge");
+    }
+    for (size_t i = 0; i < nlag && rc == 0; i++) {
+        const kafka_partition_lag *l = consumer_lag_at(w->cons, i);
+        snprintf(labels, sizeof labels, "topic=\"%s\",partition=\"%d\"",
+                 l->topic, (int)l->partition);
+        rc = ng_metrics_series(out, "nanguard_consumer_lag", labels,
+                               (double)l->lag);
+    }
+    return rc ||
+           ng_histogram_write(out, &w->write_seconds,
+                              "nanguard_postgres_write_seconds", NULL,
+                              "time to write a batch to PostgreSQL "
+                              "(batches that went through)") ||
+           ng_histogram_write(out, &w->latency_seconds,
+                              "nanguard_message_latency_seconds", NULL,
+                              "from a message's Kafka timestamp to its "
+                              "offset being stored for commit");
 }
 
 /* Hands the counters and readiness to the HTTP server, at most every
@@ -1246,6 +1357,14 @@ static void publish(worker *w, uint64_t now, bool force)
     v[i++] = (double)consumer_assigned_now(w->cons);
     v[i++] = w->pg_ok ? 1 : 0;
     v[i++] = w->blocked ? (double)ng_since_ms(now, w->blocked_since) / 1000 : 0;
+    uint64_t connects = w->connects[0] + w->connects[1];
+    v[i++] = connects > 1 ? (double)(connects - 1) : 0;
+    v[i++] = (double)w->dlq_produce_failures;
+    v[i++] = (double)w->notify_produce_failures;
+    ng_buf_clear(&w->extra);
+    if (metrics_extra(w, &w->extra) == 0) {
+        ng_status_set_extra(w->status, w->extra.data, w->extra.len);
+    }
     char buf[sizeof w->block_err.message + 64];
     const char *why = not_ready(w, buf, sizeof buf);
     ng_status_publish(w->status, v, why == NULL, why, now);
@@ -1322,6 +1441,8 @@ int worker_run(worker *w, volatile sig_atomic_t *stop)
 {
     ng_error err;
     w->pg_ok = pg_sink_connect(w->sinks[0], &err) == 0; /* sinks[1] shares */
+    w->pg_seen = ng_now_ms();
+    note_sink(w, 0);
     if (!w->pg_ok) {
         w->block_err = err;
         w->probe_at = ng_now_ms() + ng_backoff_next(&w->probe_backoff);

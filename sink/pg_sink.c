@@ -407,6 +407,8 @@ static int fail_result(pg_sink *s, PGresult *res, ng_error *err,
 
 /* ---- connection -------------------------------------------------------- */
 
+static void round_trip(pg_sink *s);
+
 static void notice_to_log(void *arg, const char *message)
 {
     (void)arg;
@@ -838,6 +840,20 @@ int pg_sink_connect(pg_sink *s, ng_error *err)
                NULL);
     }
     return 0;
+}
+
+int pg_sink_ping(pg_sink *s, ng_error *err)
+{
+    if (!pg_sink_connected(s)) {
+        return pg_sink_connect(s, err);
+    }
+    PGresult *res = PQexec(s->link->conn, "");
+    round_trip(s);
+    if (res != NULL && PQresultStatus(res) == PGRES_EMPTY_QUERY) {
+        PQclear(res);
+        return 0;
+    }
+    return fail_result(s, res, err, "checking the connection");
 }
 
 const char *pg_sink_table_compression(const pg_sink *s)

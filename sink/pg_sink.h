@@ -121,6 +121,13 @@ void pg_sink_free(pg_sink *s);
  * error. */
 int pg_sink_connect(pg_sink *s, ng_error *err);
 
+/* A cheap check that PostgreSQL still answers on the connection (an empty
+ * query: one round trip, no table touched); connects first when not
+ * connected (pg_sink_connect). For readiness while nothing is written.
+ * Returns 0, or -1 with the error (a lost connection is dropped, so the
+ * next call reconnects). */
+int pg_sink_ping(pg_sink *s, ng_error *err);
+
 /* Makes s write on with's connection (with must be a sink of the same
  * table and options): two batches, one connection. Only one of the two
  * may connect or flush at a time; adding rows to one while the other

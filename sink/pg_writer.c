@@ -14,8 +14,10 @@ struct pg_writer {
     pthread_mutex_t mu;
     pthread_cond_t cv;
     pg_sink *job; /* handed over, NULL when none */
-    bool connect_only;
-    bool done; /* the flush of job ended: rc and err hold the end */
+    enum { JOB_FLUSH, JOB_CONNECT, JOB_PING } kind;
+    uint64_t took_us;    /* of the job that ended */
+    double last_seconds; /* the caller's copy, of the job given back */
+    bool done;           /* the flush of job ended: rc and err hold the end */
     bool quit;
     int rc;
     ng_error err;
@@ -34,12 +36,16 @@ static void *writer_main(void *arg)
             break;
         }
         pg_sink *sink = wr->job;
-        bool connect_only = wr->connect_only;
+        int kind = wr->kind;
         pthread_mutex_unlock(&wr->mu);
         ng_error err = {0};
-        int rc = connect_only ? pg_sink_connect(sink, &err)
-                              : pg_sink_flush(sink, &err);
+        uint64_t t0 = ng_now_us();
+        int rc = kind == JOB_CONNECT ? pg_sink_connect(sink, &err)
+                 : kind == JOB_PING  ? pg_sink_ping(sink, &err)
+                                     : pg_sink_flush(sink, &err);
+        uint64_t took = ng_since_ms(ng_now_us(), t0);
         pthread_mutex_lock(&wr->mu);
+        wr->took_us = took;
         wr->rc = rc;
         wr->err = err;
         wr->done = true;
@@ -92,11 +98,11 @@ void pg_writer_free(pg_writer *wr)
     free(wr);
 }
 
-static void hand_over(pg_writer *wr, pg_sink *sink, bool connect_only)
+static void hand_over(pg_writer *wr, pg_sink *sink, int kind)
 {
     pthread_mutex_lock(&wr->mu);
     wr->job = sink;
-    wr->connect_only = connect_only;
+    wr->kind = kind;
     wr->done = false;
     pthread_cond_broadcast(&wr->cv);
     pthread_mutex_unlock(&wr->mu);
@@ -105,12 +111,22 @@ static void hand_over(pg_writer *wr, pg_sink *sink, bool connect_only)
 
 void pg_writer_start(pg_writer *wr, pg_sink *sink)
 {
-    hand_over(wr, sink, false);
+    hand_over(wr, sink, JOB_FLUSH);
 }
 
 void pg_writer_start_connect(pg_writer *wr, pg_sink *sink)
 {
-    hand_over(wr, sink, true);
+    hand_over(wr, sink, JOB_CONNECT);
+}
+
+void pg_writer_start_ping(pg_writer *wr, pg_sink *sink)
+{
+    hand_over(wr, sink, JOB_PING);
+}
+
+double pg_writer_last_seconds(const pg_writer *wr)
+{
+    return wr->last_seconds;
 }
 
 int pg_writer_busy(const pg_writer *wr)
@@ -136,6 +152,7 @@ pg_writer_state pg_writer_poll(pg_writer *wr, unsigned wait_ms, pg_sink **sink,
         *sink = wr->job;
         *rc = wr->rc;
         *err = wr->err;
+        wr->last_seconds = (double)wr->took_us / 1e6;
         wr->job = NULL;
         wr->done = false;
     }

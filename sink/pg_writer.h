@@ -31,13 +31,20 @@ void pg_writer_start(pg_writer *wr, pg_sink *sink);
  * write, a flush would not touch the server. The writer must be idle. */
 void pg_writer_start_connect(pg_writer *wr, pg_sink *sink);
 
+/* Hands sink over only to check that PostgreSQL answers (pg_sink_ping).
+ * The writer must be idle. */
+void pg_writer_start_ping(pg_writer *wr, pg_sink *sink);
+
 /* Whether a flush was handed over and not given back yet. */
 int pg_writer_busy(const pg_writer *wr);
 
 /* Waits up to wait_ms for the flush handed over. On PG_WRITER_DONE, *sink
  * is the sink, *rc and err what pg_sink_flush (or pg_sink_connect)
- * returned. */
+ * returned (or pg_sink_ping). */
 pg_writer_state pg_writer_poll(pg_writer *wr, unsigned wait_ms, pg_sink **sink,
                                int *rc, ng_error *err);
+
+/* How long the job given back last took, in seconds (for metrics). */
+double pg_writer_last_seconds(const pg_writer *wr);
 
 #endif

@@ -16,7 +16,33 @@ struct consumer {
     rd_kafka_topic_partition_list_t *unstarted;
     int in_group; /* an assignment (maybe empty) came since the last loss */
     int nassigned;
+    kafka_partition_lag *lags; /* from the last statistics */
+    size_t nlags;
+    int stats_warned;
 };
+
+/* librdkafka's statistics (on the polling thread): the lag table is
+ * replaced as a whole. Returns 0: librdkafka frees json. */
+static int on_stats(rd_kafka_t *rk, char *json, size_t len, void *opaque)
+{
+    (void)rk;
+    consumer *c = opaque;
+    kafka_partition_lag *lags;
+    size_t n;
+    ng_error err;
+    if (kafka_stats_lag(json, len, &lags, &n, &err) != 0) {
+        if (!c->stats_warned) {
+            c->stats_warned = 1;
+            ng_log(NG_LOG_WARN, "cannot read librdkafka statistics", "reason",
+                   err.message, NULL);
+        }
+        return 0;
+    }
+    kafka_stats_lag_free(c->lags, c->nlags);
+    c->lags = lags;
+    c->nlags = n;
+    return 0;
+}
 
 static void log_parts(const char *msg,
                       const rd_kafka_topic_partition_list_t *parts)
@@ -133,6 +159,7 @@ consumer *consumer_new(rd_kafka_conf_t *conf, const consumer_options *opts,
     }
     rd_kafka_conf_set_opaque(conf, c);
     rd_kafka_conf_set_rebalance_cb(conf, on_rebalance);
+    rd_kafka_conf_set_stats_cb(conf, on_stats);
     char errstr[512];
     c->rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof errstr);
     if (c->rk == NULL) {
@@ -155,6 +182,7 @@ void consumer_free(consumer *c)
     rd_kafka_consumer_close(c->rk);
     rd_kafka_destroy(c->rk);
     rd_kafka_topic_partition_list_destroy(c->unstarted);
+    kafka_stats_lag_free(c->lags, c->nlags);
     free(c);
 }
 
@@ -286,4 +314,14 @@ int consumer_in_group(const consumer *c)
 int consumer_assigned_now(const consumer *c)
 {
     return c->nassigned;
+}
+
+size_t consumer_lag_count(const consumer *c)
+{
+    return c->nlags;
+}
+
+const kafka_partition_lag *consumer_lag_at(const consumer *c, size_t i)
+{
+    return i < c->nlags ? &c->lags[i] : NULL;
 }

@@ -11,6 +11,7 @@
 #define NANGUARD_CONSUMER_H
 
 #include "common/error.h"
+#include "filter/kafka/stats.h"
 
 #include <librdkafka/rdkafka.h>
 
@@ -64,5 +65,11 @@ int consumer_in_group(const consumer *c);
 /* Partitions assigned now, as the rebalance callbacks counted them
  * (cheap: for every loop turn). */
 int consumer_assigned_now(const consumer *c);
+
+/* Consumer lag per partition held (filter/kafka/stats.h), from the last
+ * statistics librdkafka gave (every statistics.interval.ms, served inside
+ * consumer_poll); none before the first. Valid until the next poll. */
+size_t consumer_lag_count(const consumer *c);
+const kafka_partition_lag *consumer_lag_at(const consumer *c, size_t i);
 
 #endif

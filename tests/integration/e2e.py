@@ -626,6 +626,41 @@ def worker_args_fast():
 
 
 # ---------------------------------------------------------------------------
+# A worker's --http-listen
+
+
+def http_get(port, path, method="GET"):
+    """(status, body) of one request to a worker's status server."""
+    import urllib.error
+    import urllib.request
+    req = urllib.request.Request("http://127.0.0.1:%d%s" % (port, path), method=method)
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+
+
+def scrape(port):
+    """(status, {series: value}) from /metrics, series such as
+    'nanguard_rewrites_total{kind="nan"}'."""
+    status, body = http_get(port, "/metrics")
+    out = {}
+    for line in body.splitlines():
+        if line and not line.startswith("#"):
+            name, value = line.rsplit(" ", 1)
+            out[name] = float(value)
+    return status, out
+
+
+def http_port(w):
+    """The port a worker started with --http-listen HOST:0 serves on (from
+    its log), or None before it says."""
+    line = w.last("serving /metrics, /healthz and /readyz")
+    return line.get("port") if line else None
+
+
+# ---------------------------------------------------------------------------
 # Reconciliation
 
 

@@ -22,33 +22,14 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import e2e  # noqa: E402
 from e2e import Msg, check  # noqa: E402
 
 
-def get(port, path, method="GET"):
-    """(status, body) of one request to the worker."""
-    req = urllib.request.Request("http://127.0.0.1:%d%s" % (port, path), method=method)
-    try:
-        with urllib.request.urlopen(req, timeout=10) as r:
-            return r.status, r.read().decode()
-    except urllib.error.HTTPError as e:
-        return e.code, e.read().decode()
-
-
-def metrics(port):
-    """{series: value} from /metrics, e.g. 'nanguard_rewrites_total{kind="nan"}'."""
-    status, body = get(port, "/metrics")
-    out = {}
-    for line in body.splitlines():
-        if line and not line.startswith("#"):
-            name, value = line.rsplit(" ", 1)
-            out[name] = float(value)
-    return status, out
+get = e2e.http_get
+metrics = e2e.scrape
 
 
 def envelope(thread, n, checkpoint_text):
@@ -71,9 +52,7 @@ def messages():
     return msgs
 
 
-def port_of(w):
-    line = w.last("serving /metrics, /healthz and /readyz")
-    return line.get("port") if line else None
+port_of = e2e.http_port
 
 
 def refused(args, what, status):

@@ -63,6 +63,51 @@ static void test_metrics_text(void **state)
     ng_status_free(st);
 }
 
+/* A histogram's buckets are cumulative, +Inf last, with _sum and _count;
+ * the extra text follows the table. */
+static void test_histogram_and_extra(void **state)
+{
+    (void)state;
+    static const double bounds[] = {0.01, 0.1, 1};
+    ng_histogram h;
+    ng_histogram_init(&h, bounds, 3);
+    ng_histogram_observe(&h, 0.005);
+    ng_histogram_observe(&h, 0.1); /* on a bound: in that bucket */
+    ng_histogram_observe(&h, 0.5);
+    ng_histogram_observe(&h, 7);
+    ng_buf b = {0};
+    assert_int_equal(
+        ng_histogram_write(&b, &h, "t_write_seconds", "sink=\"pg\"", "time"),
+        0);
+    assert_int_equal(ng_metrics_series(&b, "t_lag", "partition=\"3\"", 42), 0);
+    ng_status *st = ng_status_new(table, 1, 1000);
+    double v[1] = {1};
+    ng_status_publish(st, v, true, NULL, 10);
+    assert_int_equal(ng_status_set_extra(st, b.data, b.len), 0);
+    ng_buf_free(&b);
+    assert_int_equal(ng_status_metrics(st, &b), 0);
+    const char *want = "t_messages_total 1\n"
+                       "# HELP t_write_seconds time\n"
+                       "# TYPE t_write_seconds histogram\n"
+                       "t_write_seconds_bucket{sink=\"pg\",le=\"0.01\"} 1\n"
+                       "t_write_seconds_bucket{sink=\"pg\",le=\"0.1\"} 2\n"
+                       "t_write_seconds_bucket{sink=\"pg\",le=\"1\"} 3\n"
+                       "t_write_seconds_bucket{sink=\"pg\",le=\"+Inf\"} 4\n"
+                       "t_write_seconds_sum{sink=\"pg\"} 7.6050000000000004\n"
+                       "t_write_seconds_count{sink=\"pg\"} 4\n"
+                       "t_lag{partition=\"3\"} 42\n";
+    const char *all = text(&b);
+    assert_non_null(strstr(all, want));
+    assert_string_equal(strstr(all, want), want); /* and nothing after */
+    ng_buf_free(&b);
+    /* Replaced, not appended; empty clears it. */
+    assert_int_equal(ng_status_set_extra(st, "", 0), 0);
+    assert_int_equal(ng_status_metrics(st, &b), 0);
+    assert_null(strstr(text(&b), "t_write_seconds"));
+    ng_buf_free(&b);
+    ng_status_free(st);
+}
+
 static void test_health(void **state)
 {
     (void)state;
@@ -217,6 +262,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_metrics_text),
+        cmocka_unit_test(test_histogram_and_extra),
         cmocka_unit_test(test_health),
         cmocka_unit_test(test_server),
         cmocka_unit_test(test_listen_addresses),
