@@ -1,9 +1,45 @@
-/* paths.c - the report's RFC 6901 JSON Pointers of repaired values. */
+/* paths.c - the report's RFC 6901 JSON Pointers of repaired values.
+ *
+ * A path is bounded: a key longer than KEY_KEEP bytes (as written in the
+ * input) appears as its first characters that fit in KEY_KEEP bytes,
+ * decoded, then KEY_CUT_MARK. */
 #include "filter/sanitize/json_text.h"
 #include "filter/sanitize/sanitize_impl.h"
 
 #include <stdlib.h>
 
+/* U+2026 HORIZONTAL ELLIPSIS */
+#define KEY_CUT_MARK "\xE2\x80\xA6"
+
+/* The length of the longest prefix of raw key text k, longer than limit
+ * bytes, that ends on a character within limit bytes: no escape or UTF-8
+ * sequence cut (a surrogate pair is one). It reads only k[0..limit], which
+ * the handle keeps however the key was cut into chunks. */
+static size_t key_cut(const unsigned char *k, size_t limit)
+{
+    size_t i = 0;
+    while (i < limit) {
+        size_t step = 1;
+        unsigned char lo, hi;
+        if (k[i] == '\\') {
+            step = k[i + 1] == 'u' ? 6 : 2;
+            if (step == 6 && i + 12 <= limit && (k[i + 2] | 0x20) == 'd' &&
+                k[i + 3] >= '8' && k[i + 6] == '\\' && k[i + 7] == 'u') {
+                step = 12;
+            }
+        } else if (k[i] >= 0x80) {
+            step = 1 + (size_t)utf8_lead(k[i], &lo, &hi);
+        }
+        if (i + step > limit) {
+            break;
+        }
+        i += step;
+    }
+    return i;
+}
+
+/* Writes s at out as a JSON Pointer token ('~' and '/' become "~0" and
+ * "~1"); returns the end. */
 static char *put_pointer_token(char *out, const char *s, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
@@ -47,7 +83,8 @@ static int record_path(sanitize *h)
     size_t need = 1;
     for (size_t i = 0; i < h->nframes; i++) {
         const struct frame *f = &h->frames[i];
-        need += 1 + (f->is_map ? 6 * f->key_len : 20);
+        size_t kept = f->key_len < KEY_KEEP ? f->key_len : KEY_KEEP;
+        need += 1 + (f->is_map ? 6 * kept + sizeof KEY_CUT_MARK : 20);
     }
     if (ng_buf_reserve(&h->paths, need) != 0) {
         return -1;
@@ -73,6 +110,10 @@ static int record_path(sanitize *h)
             continue; /* "" is an empty token (keys.data may be NULL) */
         }
         const unsigned char *raw = (const unsigned char *)san_frame_key(h, f);
+        bool cut = len > KEY_KEEP;
+        if (cut) {
+            len = key_cut(raw, KEY_KEEP);
+        }
         const char *key = (const char *)raw;
         if (!key_is_plain(raw, len)) {
             ng_buf *dec = &h->path_key;
@@ -84,6 +125,10 @@ static int record_path(sanitize *h)
             len = dec->len;
         }
         out = put_pointer_token(out, key, len);
+        if (cut) {
+            memcpy(out, KEY_CUT_MARK, sizeof KEY_CUT_MARK - 1);
+            out += sizeof KEY_CUT_MARK - 1;
+        }
     }
     *out++ = '\0';
     h->path_offs[h->npaths++] = h->paths.len;
@@ -93,6 +138,9 @@ static int record_path(sanitize *h)
 
 int san_value_repaired(sanitize *h)
 {
+    if (h->opt.no_paths) {
+        return 0;
+    }
     /* A repaired key and its repaired value name the same member: once. */
     if (h->key_repaired_member == h->member &&
         h->key_repaired_depth == h->nframes) {

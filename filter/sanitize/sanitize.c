@@ -123,7 +123,7 @@ sanitize *sanitize_new(const sanitize_options *opts)
         return NULL;
     }
     sanitize_reset(h);
-    if (h->yajl == NULL) {
+    if (h->yajl == NULL || san_skeleton_init(h) != 0) {
         sanitize_free(h);
         return NULL;
     }
@@ -141,6 +141,7 @@ void sanitize_free(sanitize *h)
     yajl_pool_destroy(&h->alloc);
     ng_buf_free(&h->out);
     free(h->pieces);
+    san_skeleton_free(h);
     ng_buf_free(&h->tokbuf);
     ng_buf_free(&h->keys);
     ng_buf_free(&h->raw);
@@ -186,6 +187,8 @@ void sanitize_reset(sanitize *h)
     h->out_off = 0;
     h->straddle = NO_OFFSET;
     h->npieces = 0;
+    h->nholes = 0;
+    h->str_hole = false;
     h->tok = NULL;
     h->tokbuf.len = 0;
     h->hi_pending = false;

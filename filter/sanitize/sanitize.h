@@ -70,6 +70,15 @@ typedef struct {
     size_t max_depth;    /* 0 = SANITIZE_DEFAULT_MAX_DEPTH */
     int multiple_values; /* accept a stream of values (as jq does) */
     size_t max_paths;    /* paths kept in the report; 0 = default (100) */
+    /* No report paths: no path work at all (sanitize_path_count is 0).
+     * Counts are kept either way. */
+    int no_paths;
+    /* Every byte to yajl. By default yajl gets a skeleton: what the
+     * scanner has proven valid (a long string's body, a run of plain
+     * array numbers) reaches it as a placeholder. Output, accept or reject,
+     * error offsets and reasons are the same either way (the tests compare
+     * them); the full feed is the slower reference. */
+    int full_feed;
 } sanitize_options;
 
 #define SANITIZE_DEFAULT_MAX_DEPTH 1000

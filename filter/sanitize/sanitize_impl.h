@@ -80,6 +80,25 @@ struct piece_rec {
     unsigned char kind;       /* enum piece */
 };
 
+/* Output that yajl is not given (skeleton.c): [start, end) in output
+ * offsets (end HOLE_OPEN while the string is being read), given to yajl
+ * as its fill instead. */
+enum hole_fill { FILL_NONE, FILL_ZERO, FILL_ZERO_COMMA };
+#define HOLE_OPEN UINT64_MAX
+struct hole {
+    uint64_t start, end;
+    unsigned char fill; /* enum hole_fill */
+    bool placed;        /* the fill has gone to yajl */
+};
+
+/* Where a span of the skeleton came from: output offset out for skeleton
+ * offset skel (a fill maps to its hole's start). */
+struct skel_span {
+    size_t skel;
+    uint64_t out;
+    bool fill;
+};
+
 struct sanitize {
     sanitize_options opt;
     bool avx2; /* the block paths use AVX2 */
@@ -101,6 +120,11 @@ struct sanitize {
     uint64_t out_off;           /* bytes handed on so far */
     uint64_t straddle;          /* see emit() */
     struct piece_rec *pieces;   /* output not yet parsed by yajl */
+    struct hole *holes;         /* output yajl is not given, in order */
+    size_t nholes, cap_holes;
+    ng_buf skel; /* what yajl is given, at a catch-up */
+    struct skel_span *spans;
+    size_t nspans, cap_spans;
     size_t npieces;
     size_t cap_pieces;
 
@@ -132,6 +156,7 @@ struct sanitize {
     char hi[6];
     uint64_t hi_off;
     bool str_dirty; /* the current string was repaired */
+    bool str_hole;  /* its body is a hole (skeleton.c) */
     bool str_is_key;
     uint64_t str_off;
     enum capture cap;
@@ -180,6 +205,10 @@ extern const char string_stop[256];
 /* What may follow a backslash but 'u'. */
 extern const char escape_ok[256];
 
+/* Of a key, the raw bytes kept for its path: a longer key appears in a
+ * path cut, with a marker (paths.c). */
+#define KEY_KEEP 256
+
 /* PostgreSQL's numeric_in refuses values with more than
  * NUMERIC_MAX_DISPLAY_SCALE digits after the point. */
 #define PG_MAX_SCALE 16383
@@ -213,6 +242,25 @@ void san_string_begin(sanitize *h, const unsigned char *p, bool is_key);
 int san_capture(sanitize *h, const unsigned char *p);
 int san_string_end(sanitize *h, const unsigned char *p);
 
+/* skeleton.c: what yajl is given */
+#define MAX_HOLES 4096 /* holes waiting for yajl, at most */
+#define HOLE_MIN 24    /* the shortest span worth a hole */
+/* The hole and span arrays (fixed: no allocation per message). */
+int san_skeleton_init(sanitize *h);
+void san_skeleton_free(sanitize *h);
+/* Records a hole (end may be HOLE_OPEN); false when there is no room. */
+bool san_hole_add(sanitize *h, uint64_t start, uint64_t end,
+                  enum hole_fill fill);
+/* Ends the open hole, the last one (dropped when short and not used). */
+void san_hole_close(sanitize *h, uint64_t end);
+/* Hands on the clean text up to p and lets yajl read it: at a value
+ * boundary, when the holes are nearly all taken. */
+int san_holes_flush(sanitize *h, const unsigned char *p);
+/* yajl reads the output from h->out.data[start] on, as a skeleton. Returns
+ * 0; -1 on a grammar error, with *err_at where in h->out yajl stopped; -2
+ * when out of memory (failed already). */
+int san_skeleton_parse(sanitize *h, size_t start, size_t *err_at);
+
 /* paths.c: a repaired value's path goes to the report */
 int san_value_repaired(sanitize *h);
 
@@ -243,6 +291,19 @@ const unsigned char *san_scan_value(sanitize *h, const unsigned char *p,
 /* ------------------------------------------------------------------------
  * Small and hot: inlined where they are used.
  */
+
+/* The output offset the byte at p of the chunk will have: the text from
+ * h->clean up to p is handed on as it is. */
+static inline uint64_t out_pos(const sanitize *h, const unsigned char *p);
+
+/* [from, to) of the chunk, proven valid, need not reach yajl. */
+static inline void hole_span(sanitize *h, const unsigned char *from,
+                             const unsigned char *to, enum hole_fill fill)
+{
+    if (!h->opt.full_feed && to - from >= HOLE_MIN) {
+        san_hole_add(h, out_pos(h, from), out_pos(h, to), fill);
+    }
+}
 static inline uint64_t offset_at(const sanitize *h, const unsigned char *p)
 {
     return h->chunk_off + (uint64_t)(p - h->chunk);

@@ -130,6 +130,9 @@ const unsigned char *san_scan_value(sanitize *h, const unsigned char *p,
      * and at '}' ']'. */
     struct frame *top = top_frame(h);
     while (p < end) {
+        if (h->nholes >= MAX_HOLES - 1 && san_holes_flush(h, p) != 0) {
+            return NULL;
+        }
         unsigned char c = *p;
         enum vclass cls = value_class[c];
         const unsigned char *q;
@@ -228,6 +231,7 @@ const unsigned char *san_scan_value(sanitize *h, const unsigned char *p,
                     /* Plain and whole in the chunk, and no envelope
                      * member: all string_end would do. */
                     h->keys.len = top->key_start;
+                    hole_span(h, p + 1, q, FILL_NONE);
                     top->key_ptr = p + 1;
                     top->key_len = (size_t)(q - (p + 1));
                     top->expect = EXP_COLON;
@@ -255,6 +259,7 @@ const unsigned char *san_scan_value(sanitize *h, const unsigned char *p,
             if (q < end && *q == '"' && top != NULL && current_field(h) < 0) {
                 /* Plain, whole, and no envelope member: nothing to do
                  * but go past it. */
+                hole_span(h, p + 1, q, FILL_NONE);
                 p = q + 1;
             } else {
                 san_string_begin(h, p, false);
@@ -277,6 +282,11 @@ const unsigned char *san_scan_value(sanitize *h, const unsigned char *p,
             if (top != NULL && !top->is_map) {
                 q = number_elements(top, p, end, h->avx2);
                 if (q != p) {
+                    /* "0," when it ends before an element left to the
+                     * token machinery. */
+                    hole_span(h, p, q,
+                              top->expect == EXP_VALUE ? FILL_ZERO_COMMA
+                                                       : FILL_ZERO);
                     p = q;
                     q = next_row(h, top, p, end);
                     if (q != NULL) {

@@ -43,7 +43,14 @@ int san_key_keep(sanitize *h, struct frame *f)
     }
     const unsigned char *k = f->key_ptr;
     f->key_ptr = NULL;
+    if (h->opt.no_paths) {
+        f->key_len = 0; /* read only for paths from here on */
+        return 0;
+    }
     h->keys.len = f->key_start;
+    if (f->key_len > KEY_KEEP + 1) {
+        f->key_len = KEY_KEEP + 1; /* cut (see paths.c) */
+    }
     return ng_buf_append(&h->keys, k, f->key_len);
 }
 
@@ -54,9 +61,6 @@ static const char *decode_into(ng_buf *dst, const unsigned char *s, size_t n)
     ng_buf_clear(dst);
     return json_decode_repaired(s, n, dst) == 0 ? dst->data : NULL;
 }
-
-/* Writes s at out as a JSON Pointer token ('~' and '/' become "~0" and
- * "~1"); returns the end. */
 
 /* '{' or '[' at p. Returns 0 or -1. */
 int san_container_open(sanitize *h, const unsigned char *p, bool is_map)
@@ -115,12 +119,19 @@ void san_string_begin(sanitize *h, const unsigned char *p, bool is_key)
     if (h->str_is_key) {
         h->keys.len = top->key_start;
         top->key_ptr = NULL;
-        h->cap = CAP_KEY;
+        /* A key is kept for the paths, and at depth 1 for the fields. */
+        if (!h->opt.no_paths || h->nframes == 1) {
+            h->cap = CAP_KEY;
+        }
     } else if (current_field(h) >= 0) {
         ng_buf_clear(&h->raw);
         h->cap = CAP_FIELD;
     }
     h->cap_from = p + 1;
+    /* The body is a hole from here on, so that yajl never holds a long
+     * string as a partial token (see skeleton.c). */
+    h->str_hole = !h->opt.full_feed &&
+                  san_hole_add(h, out_pos(h, p + 1), HOLE_OPEN, FILL_NONE);
 }
 
 /* Collects the current string's bytes from cap_from up to p. */
@@ -129,17 +140,23 @@ int san_capture(sanitize *h, const unsigned char *p)
     if (h->cap == CAP_NONE) {
         return 0;
     }
-    ng_buf *b = h->cap == CAP_KEY ? &h->keys : &h->raw;
     const unsigned char *from = h->cap_from;
+    size_t n = (size_t)(p - from);
     h->cap_from = p;
-    return ng_buf_append(b, from, (size_t)(p - from));
+    if (h->cap == CAP_FIELD) {
+        return ng_buf_append(&h->raw, from, n);
+    }
+    /* Of a key, KEY_KEEP bytes and one more, to tell it was cut. */
+    size_t have = h->keys.len - top_frame(h)->key_start;
+    size_t room = have < KEY_KEEP + 1 ? KEY_KEEP + 1 - have : 0;
+    return ng_buf_append(&h->keys, from, n < room ? n : room);
 }
 
 static int field_of_key(sanitize *h, const struct frame *f)
 {
     size_t len = f->key_len;
-    if (len == 0) {
-        return -1; /* no field has an empty name */
+    if (len == 0 || len > KEY_KEEP) {
+        return -1; /* no field has an empty name, or one this long */
     }
     const char *k = san_frame_key(h, f);
     if (memchr(k, '\\', len) != NULL) {
@@ -162,9 +179,16 @@ static int field_of_key(sanitize *h, const struct frame *f)
 int san_string_end(sanitize *h, const unsigned char *p)
 {
     h->state = ST_VALUE;
+    if (h->str_hole) {
+        san_hole_close(h, out_pos(h, p));
+        h->str_hole = false;
+    }
     if (h->str_is_key) {
         struct frame *top = top_frame(h);
-        if (h->keys.len == top->key_start) {
+        if (h->cap != CAP_KEY) {
+            top->key_ptr = NULL; /* not needed */
+            top->key_len = 0;
+        } else if (h->keys.len == top->key_start) {
             /* All of it in this chunk: no copy for now. */
             top->key_ptr = h->cap_from;
             top->key_len = (size_t)(p - h->cap_from);

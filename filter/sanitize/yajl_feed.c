@@ -141,9 +141,22 @@ int san_yajl_catch_up(sanitize *h)
     const unsigned char *base = (const unsigned char *)h->out.data;
     size_t good_end = h->out.len;
     int rc = 0;
-    yajl_status st = yajl_parse(h->yajl, base + start, good_end - start);
-    if (st != yajl_status_ok) {
-        size_t e = start + yajl_get_bytes_consumed(h->yajl);
+    size_t e = 0;
+    int st;
+    if (h->opt.full_feed) {
+        st = yajl_parse(h->yajl, base + start, good_end - start) ==
+                     yajl_status_ok
+                 ? 0
+                 : -1;
+        e = start + yajl_get_bytes_consumed(h->yajl);
+    } else {
+        st = san_skeleton_parse(h, start, &e);
+    }
+    if (st == -2) {
+        h->npieces = 0;
+        return -1;
+    }
+    if (st != 0) {
         size_t j = 0;
         while (j + 1 < h->npieces && h->pieces[j + 1].out_start < e) {
             j++;

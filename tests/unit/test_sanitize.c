@@ -49,12 +49,21 @@ static void run_input(sanitize *h, const char *in, size_t len, size_t chunk,
     }
 }
 
-static sanitize *new_handle(int multiple)
+/* The feed mode every handle of this run of the suite uses: main runs the
+ * whole suite with the skeleton feed, then with the full feed. */
+static int full_feed;
+
+static sanitize *new_with(sanitize_options o)
 {
-    sanitize_options o = {.multiple_values = multiple};
+    o.full_feed = full_feed;
     sanitize *h = sanitize_new(&o);
     assert_non_null(h);
     return h;
+}
+
+static sanitize *new_handle(int multiple)
+{
+    return new_with((sanitize_options){.multiple_values = multiple});
 }
 
 /* ------------------------------------------------------------------------
@@ -377,8 +386,7 @@ static void test_depth(void **state)
     assert_int_equal(sanitize_last_error(h)->offset, 1000);
     free(deep);
 
-    sanitize_options o = {.max_depth = 3};
-    sanitize *small = sanitize_new(&o);
+    sanitize *small = new_with((sanitize_options){.max_depth = 3});
     run_input(small, "[[[1]]]", 7, 1, &r);
     assert_int_equal(r.status, SANITIZE_OK);
     run_input(small, "[[[[1]]]]", 9, 1, &r);
@@ -433,12 +441,20 @@ static void test_paths(void **state)
     assert_string_equal(sanitize_path(h, 3), "/c");
 
     /* Only the first max_paths are kept; counts go on. */
-    sanitize_options o = {.max_paths = 2};
-    sanitize *few = sanitize_new(&o);
+    sanitize *few = new_with((sanitize_options){.max_paths = 2});
     run_input(few, "[NaN,NaN,NaN]", 13, 0, &r);
     assert_int_equal(sanitize_path_count(few), 2);
     assert_int_equal(sanitize_count(few, SANITIZE_NAN), 3);
     sanitize_free(few);
+
+    /* no_paths: the counts, and no path at all. */
+    sanitize *none = new_with((sanitize_options){.no_paths = 1});
+    run_input(none, in, strlen(in), 0, &r);
+    assert_int_equal(r.status, SANITIZE_OK);
+    assert_int_equal(sanitize_path_count(none), 0);
+    assert_null(sanitize_path(none, 0));
+    assert_int_equal(sanitize_rewrites(none), 4);
+    sanitize_free(none);
     sanitize_free(h);
 }
 
@@ -857,40 +873,90 @@ static void check_chunkings(sanitize *h, const char *in, size_t len,
     for (size_t i = 0; i < ref_npaths; i++) {
         snprintf(ref_paths[i], sizeof ref_paths[i], "%s", sanitize_path(h, i));
     }
-    for (size_t c = 0; c < nchunks; c++) {
-        size_t chunk = chunks[c];
+    /* The other feed mode, fed whole and in each chunk size too. */
+    static sanitize *other[2];
+    if (other[full_feed] == NULL) {
+        other[full_feed] =
+            sanitize_new(&(sanitize_options){.full_feed = !full_feed});
+        assert_non_null(other[full_feed]);
+    }
+    for (size_t c = 0; c < 2 * nchunks; c++) {
+        size_t chunk = chunks[c % nchunks];
+        sanitize *hc = c < nchunks ? h : other[full_feed];
         static struct run r;
-        run_input(h, in, len, chunk, &r);
-        const char *msg = sanitize_last_error(h)->message;
+        run_input(hc, in, len, chunk, &r);
+        const char *msg = sanitize_last_error(hc)->message;
         if (r.status != ref.status || r.offset != ref.offset ||
             strcmp(msg, ref_msg) != 0 || r.out_len != ref.out_len ||
             memcmp(r.out, ref.out, r.out_len) != 0 ||
             memcmp(r.counts, ref.counts, sizeof r.counts) != 0 ||
-            sanitize_path_count(h) != ref_npaths) {
+            sanitize_path_count(hc) != ref_npaths) {
             static char detail[3 * sizeof r.out];
             snprintf(detail, sizeof detail,
-                     "chunk %zu: status %d offset %llu '%s'\n"
+                     "%s, chunk %zu: status %d offset %llu '%s'\n"
                      "byte by byte: status %d offset %llu '%s'\n"
                      "out:  %s\nwant: %s",
-                     chunk, r.status, (unsigned long long)r.offset, msg,
-                     ref.status, (unsigned long long)ref.offset, ref_msg, r.out,
-                     ref.out);
+                     hc == h ? "this mode" : "other mode", chunk, r.status,
+                     (unsigned long long)r.offset, msg, ref.status,
+                     (unsigned long long)ref.offset, ref_msg, r.out, ref.out);
             dump_failure(in, detail);
-            fail_msg("chunk %zu: status %d offset %llu '%s'; byte by byte: "
-                     "status %d offset %llu '%s' "
+            fail_msg("%s, chunk %zu: status %d offset %llu '%s'; byte by "
+                     "byte: status %d offset %llu '%s' "
                      "(test_sanitize_long_failure.txt)",
-                     chunk, r.status, (unsigned long long)r.offset, msg,
-                     ref.status, (unsigned long long)ref.offset, ref_msg);
+                     hc == h ? "this mode" : "other mode", chunk, r.status,
+                     (unsigned long long)r.offset, msg, ref.status,
+                     (unsigned long long)ref.offset, ref_msg);
         }
         for (size_t i = 0; i < ref_npaths; i++) {
-            if (strncmp(sanitize_path(h, i), ref_paths[i], 2047) != 0) {
+            if (strncmp(sanitize_path(hc, i), ref_paths[i], 2047) != 0) {
                 dump_failure(in, "a path differs");
                 fail_msg("chunk %zu: path %zu %s, want %s "
                          "(test_sanitize_long_failure.txt)",
-                         chunk, i, sanitize_path(h, i), ref_paths[i]);
+                         chunk, i, sanitize_path(hc, i), ref_paths[i]);
             }
         }
     }
+}
+
+/* A key longer than 256 bytes (as written) is cut in a path, on a
+ * character, with U+2026 after it; the same fed whole or a byte at a time
+ * and whatever the characters at the cut. */
+static void test_long_key_paths(void **state)
+{
+    (void)state;
+    sanitize *h = new_handle(0);
+    static char in[4096];
+    static char want[4096];
+    static const char *const tails[] = {
+        "x", "\\u00e9", "\\ud83d\\ude00", "\xC3\xA9", "\xF0\x9F\x98\x80", "~/"};
+    for (size_t t = 0; t < COUNT(tails); t++) {
+        for (size_t pad = 240; pad < 262; pad++) {
+            /* {"a": {"kkk...<tail>...": [NaN]}} */
+            size_t len = 0;
+            in[0] = '\0';
+            put(in, &len, sizeof in, "{\"a\": {\"");
+            for (size_t i = 0; i < pad; i++) {
+                put(in, &len, sizeof in, "k");
+            }
+            for (int i = 0; i < 4; i++) {
+                put(in, &len, sizeof in, tails[t]);
+            }
+            put(in, &len, sizeof in, "\": [NaN]}}");
+            struct run r;
+            run_input(h, in, len, 0, &r);
+            assert_int_equal(r.status, SANITIZE_OK);
+            assert_int_equal(sanitize_path_count(h), 1);
+            snprintf(want, sizeof want, "%s", sanitize_path(h, 0));
+            size_t n = strlen(want);
+            bool cut = strstr(want, "\xE2\x80\xA6/0") != NULL;
+            size_t key_raw = pad + 4 * strlen(tails[t]);
+            assert_true(cut == (key_raw > 256));
+            assert_true(n < 3 + 256 * 2 + 3 + 2 + 1);
+            static const size_t chunks[] = {0, 1, 7, 97};
+            check_chunkings(h, in, len, chunks, COUNT(chunks));
+        }
+    }
+    sanitize_free(h);
 }
 
 static void test_long_inputs_any_chunking(void **state)
@@ -960,7 +1026,7 @@ static void test_block_edges(void **state)
 
 int main(void)
 {
-    const struct CMUnitTest tests[] = {
+    static const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_repairs),
         cmocka_unit_test(test_repairs_every_chunk_size),
         cmocka_unit_test(test_split_at_every_position),
@@ -975,6 +1041,12 @@ int main(void)
         cmocka_unit_test(test_writer),
         cmocka_unit_test(test_long_inputs_any_chunking),
         cmocka_unit_test(test_block_edges),
+        cmocka_unit_test(test_long_key_paths),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    full_feed = 0;
+    int failed =
+        cmocka_run_group_tests_name("skeleton feed", tests, NULL, NULL);
+    full_feed = 1;
+    failed += cmocka_run_group_tests_name("full feed", tests, NULL, NULL);
+    return failed;
 }
