@@ -3,6 +3,7 @@
 
 #include "common/log.h"
 
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -97,11 +98,60 @@ static int produce_failed(rd_kafka_resp_err_t e, ng_error *err)
         "kafka_produce", "cannot produce: %s", rd_kafka_err2str(e));
 }
 
+/* Whether an incoming header's name is one nanguard writes itself: Kafka
+ * Connect's error headers and nanguard's own, except nanguard.replay.*
+ * (set by `nanguard dlq replay`, read back from the record). */
+static bool reserved_header(const char *name)
+{
+    static const char connect[] = "__connect.errors.";
+    static const char ours[] = "nanguard.";
+    static const char replay[] = "nanguard.replay.";
+    return strncmp(name, connect, sizeof connect - 1) == 0 ||
+           (strncmp(name, ours, sizeof ours - 1) == 0 &&
+            strncmp(name, replay, sizeof replay - 1) != 0);
+}
+
+/* The incoming headers, in their order, with every reserved name renamed
+ * nanguard.original.<name>: a producer cannot make a tool that reads the
+ * first header of a name see its value instead of nanguard's. NULL when
+ * out of memory. */
+static rd_kafka_headers_t *incoming_headers(const rd_kafka_headers_t *in)
+{
+    static const char prefix[] = "nanguard.original.";
+    size_t n = in ? rd_kafka_header_cnt(in) : 0;
+    rd_kafka_headers_t *h = rd_kafka_headers_new(n + 12);
+    const char *name;
+    const void *val;
+    size_t len;
+    for (size_t i = 0; h != NULL && in != NULL &&
+                       rd_kafka_header_get_all(in, i, &name, &val, &len) ==
+                           RD_KAFKA_RESP_ERR_NO_ERROR;
+         i++) {
+        if (!reserved_header(name)) {
+            rd_kafka_header_add(h, name, -1, val, (ssize_t)len);
+            continue;
+        }
+        size_t nl = strlen(name);
+        char *renamed = malloc(sizeof prefix + nl);
+        if (renamed == NULL) {
+            rd_kafka_headers_destroy(h);
+            return NULL;
+        }
+        memcpy(renamed, prefix, sizeof prefix - 1);
+        memcpy(renamed + sizeof prefix - 1, name, nl + 1);
+        rd_kafka_header_add(h, renamed, -1, val, (ssize_t)len);
+        free(renamed);
+    }
+    return h;
+}
+
 int outcome_dead_letter(outcome *o, const outcome_dead_letter_req *req,
                         uint64_t tag, ng_error *err)
 {
-    rd_kafka_headers_t *h = req->headers ? rd_kafka_headers_copy(req->headers)
-                                         : rd_kafka_headers_new(12);
+    rd_kafka_headers_t *h = incoming_headers(req->headers);
+    if (h == NULL) {
+        return ng_error_set(err, NG_ERR_TRANSIENT, "oom", "out of memory");
+    }
     char partition[16], offset[24], attempts[16], ts[32];
     snprintf(partition, sizeof partition, "%d", (int)req->partition);
     snprintf(offset, sizeof offset, "%lld", (long long)req->offset);

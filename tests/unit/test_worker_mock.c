@@ -681,6 +681,115 @@ static void test_stop_in_flight(void **state)
     mock_down(&m);
 }
 
+/* ------------------------------------------------------------------------
+ * 4. Incoming headers with nanguard's reserved names are renamed
+ */
+
+/* The value of the first header called name, as a string ("" if none). */
+static const char *first_header(const rd_kafka_message_t *m, const char *name,
+                                char *buf, size_t cap)
+{
+    rd_kafka_headers_t *h = NULL;
+    const void *v = NULL;
+    size_t n = 0;
+    buf[0] = '\0';
+    if (rd_kafka_message_headers(m, &h) == RD_KAFKA_RESP_ERR_NO_ERROR &&
+        rd_kafka_header_get(h, 0, name, &v, &n) == RD_KAFKA_RESP_ERR_NO_ERROR &&
+        v != NULL && n < cap) {
+        memcpy(buf, v, n);
+        buf[n] = '\0';
+    }
+    return buf;
+}
+
+static size_t header_count(const rd_kafka_message_t *m, const char *name)
+{
+    rd_kafka_headers_t *h = NULL;
+    size_t k = 0;
+    const void *v;
+    size_t n;
+    if (rd_kafka_message_headers(m, &h) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+        while (rd_kafka_header_get(h, k, name, &v, &n) ==
+               RD_KAFKA_RESP_ERR_NO_ERROR) {
+            k++;
+        }
+    }
+    return k;
+}
+
+static void note_renamed(struct outcomes *o, const rd_kafka_message_t *m)
+{
+    char b[64];
+    /* nanguard's own headers come first under their names, once each. */
+    assert_string_equal(first_header(m, "__connect.errors.topic", b, sizeof b),
+                        SRC_TOPIC);
+    assert_int_equal(header_count(m, "__connect.errors.topic"), 1);
+    assert_string_equal(first_header(m, "nanguard.attempts", b, sizeof b), "0");
+    assert_int_equal(header_count(m, "nanguard.attempts"), 1);
+    /* The producer's, renamed. */
+    assert_string_equal(first_header(m,
+                                     "nanguard.original.__connect.errors."
+                                     "topic",
+                                     b, sizeof b),
+                        "evil");
+    assert_string_equal(
+        first_header(m, "nanguard.original.nanguard.attempts", b, sizeof b),
+        "999");
+    /* Replay headers and the application's own pass through unchanged. */
+    assert_string_equal(first_header(m, "nanguard.replay.count", b, sizeof b),
+                        "3");
+    assert_int_equal(header_count(m, "nanguard.original.nanguard.replay.count"),
+                     0);
+    assert_string_equal(first_header(m, "x-app", b, sizeof b), "kept");
+    o->dlq_records++;
+}
+
+static void test_reserved_headers_renamed(void **state)
+{
+    (void)state;
+    enum { K = 4 };
+    struct mock m;
+    mock_up(&m);
+    char errstr[256];
+    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf_with(m.bs, NULL),
+                                  errstr, sizeof errstr);
+    assert_non_null(rk);
+    int64_t end[SRC_PARTS] = {0};
+    for (int i = 0; i < K; i++) {
+        static const char value[] = "{\"thread_id\": \"t\", NaN";
+        rd_kafka_headers_t *h = rd_kafka_headers_new(4);
+        rd_kafka_header_add(h, "__connect.errors.topic", -1, "evil", -1);
+        rd_kafka_header_add(h, "nanguard.attempts", -1, "999", -1);
+        rd_kafka_header_add(h, "nanguard.replay.count", -1, "3", -1);
+        rd_kafka_header_add(h, "x-app", -1, "kept", -1);
+        assert_int_equal(
+            rd_kafka_producev(rk, RD_KAFKA_V_TOPIC(SRC_TOPIC),
+                              RD_KAFKA_V_PARTITION(i % SRC_PARTS),
+                              RD_KAFKA_V_VALUE((void *)value, sizeof value - 1),
+                              RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                              RD_KAFKA_V_HEADERS(h), RD_KAFKA_V_END),
+            RD_KAFKA_RESP_ERR_NO_ERROR);
+        end[i % SRC_PARTS]++;
+    }
+    assert_int_equal(rd_kafka_flush(rk, 10000), RD_KAFKA_RESP_ERR_NO_ERROR);
+    rd_kafka_destroy(rk);
+
+    struct run r;
+    run_start(&r, m.bs, NULL);
+    rd_kafka_t *reader = offset_reader_new(m.bs);
+    int64_t got[SRC_PARTS];
+    assert_true(wait_committed(reader, end, 30000, got));
+    run_stop(&r);
+    assert_int_equal(r.rc, 0);
+    struct outcomes *o = calloc(1, sizeof *o);
+    assert_non_null(o);
+    read_topic(m.bs, DLQ_TOPIC, o, note_renamed);
+    assert_int_equal(o->dlq_records, K);
+    free(o);
+    rd_kafka_destroy(reader);
+    mock_down(&m);
+}
+
 int main(void)
 {
     /* Every message is dead-lettered with a warning: quiet unless asked. */
@@ -692,6 +801,11 @@ int main(void)
         cmocka_unit_test(test_dlq_timed_out),
         cmocka_unit_test(test_commit_refused),
         cmocka_unit_test(test_stop_in_flight),
+        cmocka_unit_test(test_reserved_headers_renamed),
     };
+    /* NANGUARD_TEST_FILTER=test_reserved* runs the matching tests only. */
+    if (getenv("NANGUARD_TEST_FILTER") != NULL) {
+        cmocka_set_test_filter(getenv("NANGUARD_TEST_FILTER"));
+    }
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
