@@ -41,6 +41,32 @@ void ng_log_timestamp(char out[32])
     snprintf(out + n, 32 - n, ".%03ldZ", ts.tv_nsec / 1000000);
 }
 
+/* Writes "key":"text" (key of klen bytes), with text cut to
+ * NG_LOG_MAX_FIELD bytes (at a character boundary) and, when it was cut,
+ * "key_bytes":N after it: untrusted text (a Kafka key, a server's message)
+ * cannot make a log line of its size. */
+static int put_field(ng_buf *b, const char *key, size_t klen, const char *val)
+{
+    size_t n = strlen(val);
+    size_t cut = n;
+    if (n > NG_LOG_MAX_FIELD) {
+        cut = NG_LOG_MAX_FIELD;
+        while (cut > 0 && ((unsigned char)val[cut] & 0xC0) == 0x80) {
+            cut--; /* not inside a UTF-8 sequence */
+        }
+    }
+    int rc = ng_json_string(b, key, klen) || ng_buf_putc(b, ':') ||
+             ng_json_string(b, val, cut);
+    if (rc == 0 && cut < n) {
+        char len[24];
+        snprintf(len, sizeof len, "%zu", n);
+        rc = ng_buf_putc(b, ',') || ng_buf_putc(b, '"') ||
+             ng_buf_append(b, key, klen) || ng_json_raw(b, "_bytes\":") ||
+             ng_json_raw(b, len);
+    }
+    return rc;
+}
+
 void ng_log(ng_log_level level, const char *msg, ...)
 {
     if (level < min_level) {
@@ -51,8 +77,8 @@ void ng_log(ng_log_level level, const char *msg, ...)
     ng_buf b = {0};
     int rc = ng_json_raw(&b, "{\"ts\":\"") || ng_json_raw(&b, ts) ||
              ng_json_raw(&b, "\",\"level\":\"") ||
-             ng_json_raw(&b, level_names[level]) ||
-             ng_json_raw(&b, "\",\"msg\":") || ng_json_cstr(&b, msg);
+             ng_json_raw(&b, level_names[level]) || ng_json_raw(&b, "\",") ||
+             put_field(&b, "msg", 3, msg ? msg : "");
     va_list ap;
     va_start(ap, msg);
     const char *key;
@@ -60,9 +86,16 @@ void ng_log(ng_log_level level, const char *msg, ...)
         const char *val = va_arg(ap, const char *);
         size_t klen = strlen(key);
         bool raw = klen > 0 && key[klen - 1] == '#';
-        rc = ng_buf_putc(&b, ',') || ng_json_string(&b, key, klen - raw) ||
-             ng_buf_putc(&b, ':') ||
-             (raw && val ? ng_json_raw(&b, val) : ng_json_cstr(&b, val));
+        rc = ng_buf_putc(&b, ',');
+        if (rc == 0 && val == NULL) {
+            rc =
+                ng_json_string(&b, key, klen - raw) || ng_json_raw(&b, ":null");
+        } else if (rc == 0 && raw) {
+            rc = ng_json_string(&b, key, klen - 1) || ng_buf_putc(&b, ':') ||
+                 ng_json_raw(&b, val);
+        } else if (rc == 0) {
+            rc = put_field(&b, key, klen, val);
+        }
     }
     va_end(ap);
     if (rc == 0 && ng_buf_append(&b, "}\n", 2) == 0) {

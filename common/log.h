@@ -16,6 +16,10 @@ void ng_log_set_level(ng_log_level level);
 /* Parses "debug", "info", "warn", "error"; returns -1 when unknown. */
 int ng_log_parse_level(const char *s, ng_log_level *out);
 
+/* Longest text of a field (msg included) that is written whole: a longer
+ * one is cut there, and "<key>_bytes" gives its full length. */
+#define NG_LOG_MAX_FIELD 1024
+
 /* Writes msg with extra fields given as key/value string pairs ending with
  * NULL: ng_log(NG_LOG_WARN, "retrying", "sqlstate", "08006", NULL).
  * A key ending in '#' writes its value unquoted (a number): "offset#". */
