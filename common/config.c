@@ -241,8 +241,10 @@ int ng_config_parse(ng_config *c, int argc, char **argv, ng_error *err)
             const char *eq = strchr(name, '=');
             long k = find(c, name, eq ? (size_t)(eq - name) : strlen(name));
             if (k < 0) {
-                return ng_error_set(err, NG_ERR_CONFIG, "usage",
-                                    "unknown option '%s'", a);
+                /* The name only: what follows '=' may be a secret. */
+                return ng_error_set(
+                    err, NG_ERR_CONFIG, "usage", "unknown option '--%.*s'",
+                    (int)(eq ? (size_t)(eq - name) : strlen(name)), name);
             }
             if (c->table[k].type != NG_OPT_FLAG && eq == NULL) {
                 i++;
@@ -286,8 +288,9 @@ int ng_config_parse(ng_config *c, int argc, char **argv, ng_error *err)
             const char *kv = i + 1 < argc ? argv[++i] : "";
             const char *eq = strchr(kv, '=');
             if (eq == NULL || eq == kv) {
+                /* Not echoed: it may be a secret given without its name. */
                 return ng_error_set(err, NG_ERR_CONFIG, "usage",
-                                    "-X wants property=value, not '%s'", kv);
+                                    "-X wants property=value");
             }
             if (set_kafka(c, kv, (size_t)(eq - kv), eq + 1, err) != 0) {
                 return -1;

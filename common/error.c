@@ -42,3 +42,30 @@ const char *ng_error_class_name(ng_error_class klass)
     }
     return "?";
 }
+
+void ng_error_redact_quoted(char *s)
+{
+    char *out = s;
+    const char *in = s;
+    while (*in != '\0') {
+        const char *close = *in == '"' ? strchr(in + 1, '"') : NULL;
+        if (close == NULL) {
+            *out++ = *in++;
+            continue;
+        }
+        size_t n = (size_t)(close - in - 1);
+        /* In place: "***" only where it is no longer than the text. */
+        if (n == 1 && in[1] == '=') {
+            memmove(out, in, 3);
+            out += 3;
+        } else if (n >= 3) {
+            memcpy(out, "\"***\"", 5);
+            out += 5;
+        } else {
+            memcpy(out, "\"\"", 2);
+            out += 2;
+        }
+        in = close + 1;
+    }
+    *out = '\0';
+}

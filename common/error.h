@@ -27,4 +27,10 @@ int ng_error_set(ng_error *err, ng_error_class klass, const char *code,
 void ng_error_clear(ng_error *err);
 const char *ng_error_class_name(ng_error_class klass);
 
+/* Replaces the text between every pair of double quotes in s with "***"
+ * (a lone "=" is kept), in place: for messages of libraries that quote the
+ * value they could not take (libpq's connection strings, librdkafka's
+ * properties), which may be a password. */
+void ng_error_redact_quoted(char *s);
+
 #endif

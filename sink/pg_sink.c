@@ -195,6 +195,11 @@ pg_sink *pg_sink_new(const pg_sink_options *opts, ng_error *err)
                 }
                 PQfreemem(why);
             }
+            if (err != NULL) {
+                /* libpq quotes the token it could not take: it may be the
+                 * password ("invalid percent-encoded token"). */
+                ng_error_redact_quoted(err->message);
+            }
             return NULL;
         }
         PQconninfoFree(parsed);
@@ -237,9 +242,23 @@ pg_sink *pg_sink_new(const pg_sink_options *opts, ng_error *err)
     }
     if (s->relname[0] == '\0' || (s->schema && s->schema[0] == '\0') ||
         strchr(s->relname, '.') != NULL) {
-        ng_error_set(err, NG_ERR_CONFIG, "bad_table",
+        ng_error_set(err, NG_ERR_CONFIG, "usage",
                      "the table name '%s' is not NAME or SCHEMA.NAME",
                      s->table_label);
+        pg_sink_free(s);
+        return NULL;
+    }
+    /* PostgreSQL cuts longer names to NAMEDATALEN - 1 bytes without a
+     * word, so two long names could write one table. */
+    if (strlen(s->relname) > PG_SINK_MAX_NAME_BYTES ||
+        (s->schema && strlen(s->schema) > PG_SINK_MAX_NAME_BYTES)) {
+        ng_error_set(err, NG_ERR_CONFIG, "usage",
+                     "the table name is longer than %d bytes (PostgreSQL "
+                     "would cut it): %zu bytes",
+                     PG_SINK_MAX_NAME_BYTES,
+                     strlen(s->relname) > PG_SINK_MAX_NAME_BYTES
+                         ? strlen(s->relname)
+                         : strlen(s->schema));
         pg_sink_free(s);
         return NULL;
     }
@@ -801,6 +820,11 @@ int pg_sink_connect(pg_sink *s, ng_error *err)
             const char *sqlstate, *hint;
             conn_message(s->link->conn, msg, sizeof msg);
             drop_connection(s);
+            if (strncmp(msg, "invalid ", 8) == 0) {
+                /* libpq's checks of the options quote the value ("invalid
+                 * integer value "..." for connection option "port""). */
+                ng_error_redact_quoted(msg);
+            }
             ng_error_class k =
                 pg_classify_connect_message(msg, &sqlstate, &hint);
             char code[16];

@@ -54,6 +54,9 @@ typedef enum {
 #define PG_SINK_DEFAULT_BATCH_BYTES (8u * 1024 * 1024)
 #define PG_SINK_DEFAULT_BATCH_MS 1000
 #define PG_SINK_DEFAULT_CONNECT_TIMEOUT 10
+/* NAMEDATALEN - 1: a longer table or schema name is refused ("usage"),
+ * as PostgreSQL would cut it without a word. */
+#define PG_SINK_MAX_NAME_BYTES 63
 
 typedef struct {
     /* A libpq connection string or URI, used as is (sslmode and every

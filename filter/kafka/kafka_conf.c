@@ -27,6 +27,7 @@ static int set(rd_kafka_conf_t *conf, const char *k, const char *v,
                             "unknown librdkafka property '%s'", k);
     }
     if (r != RD_KAFKA_CONF_OK) {
+        ng_error_redact_quoted(errstr); /* librdkafka quotes the value */
         return ng_error_set(err, NG_ERR_CONFIG, "kafka_config", "%s: %s", k,
                             errstr);
     }
