@@ -8,5 +8,6 @@ int cmd_sanitize(int argc, char **argv);
 int cmd_load(int argc, char **argv);
 int cmd_worker(int argc, char **argv);
 int cmd_schema(int argc, char **argv);
+int cmd_dlq(int argc, char **argv);
 
 #endif

@@ -20,6 +20,8 @@ static const struct {
     {"worker", cmd_worker,
      "consume checkpoints from Kafka and write them to PostgreSQL"},
     {"schema", cmd_schema, "print the SQL of LangGraph's checkpoint tables"},
+    {"dlq", cmd_dlq,
+     "inspect, count and replay the records of a dead-letter topic"},
 };
 
 static void usage(FILE *out)
