@@ -11,6 +11,7 @@ packages=(
     python3 python3-venv maven openjdk-17-jdk-headless openssl
     chromium chromium-driver python3-selenium
     prometheus
+    gnuplot-nox
 )
 
 missing=()

@@ -22,10 +22,15 @@
 # Environment: BUILD (Release tree, default build-bench-load), WORK (corpus,
 # server; default /tmp/nanguard-bench-load), PORT (default 54439),
 # TOTAL_BYTES (default 100000000), AVG_BYTES (default 20000).
+# Also writes $WORK/load.tsv (rows/s of each method, fsync off and on) and
+# the plot of it, $WORK/load.png.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
 src=$(cd "$here/../.." && pwd)
+root=$src
+# shellcheck source=bench_lib.sh
+. "$here/bench_lib.sh"
 BUILD=${BUILD:-$src/build-bench-load}
 WORK=${WORK:-/tmp/nanguard-bench-load}
 PORT=${PORT:-54439}
@@ -216,7 +221,12 @@ measure() {
         "$(ratio "${secs[limit_pglz]}" "${secs[nanguard_pglz]}")"
     printf '| nanguard lz4 / nanguard pglz (speed) | %.2fx | |\n' \
         "$(ratio "${secs[nanguard_pglz]}" "${secs[nanguard_lz4]}")"
+    local k
+    for k in seed nanguard_lz4 nanguard_lz4_j1 nanguard_pglz limit_lz4 limit_pglz; do
+        plot_rps[$k]+=$'\t'$(printf '%.0f' "$(rate "${secs[$k]}")")
+    done
 }
+declare -A plot_rps
 
 echo
 echo "Corpus: $lines envelopes, $(echo "$bytes / 1000000" | bc) MB (avg $((bytes / lines)) B), nan-rate 0.01."
@@ -229,3 +239,16 @@ su -c "ALTER SYSTEM SET fsync = on" -c "SELECT pg_reload_conf()" >/dev/null
 sleep 1
 measure
 su -c "ALTER SYSTEM RESET fsync" -c "SELECT pg_reload_conf()" >/dev/null
+
+{
+    printf 'label\tfsync off\tfsync on\n'
+    printf "seed (INSERT per row, pglz)%s\n" "${plot_rps[seed]}"
+    printf 'nanguard load (lz4)%s\n' "${plot_rps[nanguard_lz4]}"
+    printf 'nanguard load --jobs 1 (lz4)%s\n' "${plot_rps[nanguard_lz4_j1]}"
+    printf '\\copy + INSERT (lz4)%s\n' "${plot_rps[limit_lz4]}"
+    printf 'nanguard load (pglz)%s\n' "${plot_rps[nanguard_pglz]}"
+    printf '\\copy + INSERT (pglz)%s\n' "${plot_rps[limit_pglz]}"
+} >"$WORK/load.tsv"
+bench_plot "$WORK/load.tsv" "$WORK/load.png" \
+    "Checkpoints into PostgreSQL, $lines of ~20 KB ($(date -u +%Y-%m-%d), $(nproc) shared cores)" \
+    "rows per second"

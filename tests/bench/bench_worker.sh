@@ -10,83 +10,44 @@
 # Environment: BENCH_BYTES (default 100000000), BENCH_PARTITIONS (4),
 # BENCH_WORKER_ARGS (more `nanguard worker` arguments, e.g. "-X
 # queued.max.messages.kbytes=16384", to try settings), BENCH_ROUNDS (5:
-# load, one worker and two workers each run that many times, in turn).
+# load, one worker and two workers each run that many times, in turn),
+# BENCH_PG_PORT (54391), BENCH_KAFKA_PORT (29391, and the next one).
+# Also writes OUTDIR/worker.tsv and the plot of it, OUTDIR/worker.png.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+# shellcheck source=bench_lib.sh
+. "$root/tests/bench/bench_lib.sh"
 out=${1:-$root/build/bench-worker}
 bytes=${BENCH_BYTES:-100000000}
 parts=${BENCH_PARTITIONS:-4}
-pg_port=54391
-kafka_port=29391
 mkdir -p "$out"
 chmod 755 "$out"
 out=$(cd "$out" && pwd)
 
 bin=$(NANGUARD_BUILD_DIR=$out/build bash "$root/deploy/build.sh")
-corpus=$out/corpus-$bytes.ndjson
-if [[ ! -s $corpus ]]; then
-    python3 "$root/tests/corpus/gen_checkpoints.py" --total-bytes "$bytes" \
-        --avg-bytes 20000 --nan-rate 0.01 --seed 11 --out "$corpus"
-fi
+corpus=$(bench_corpus "$out" "$bytes" 11 0.01)
 lines=$(wc -l <"$corpus")
 size=$(stat -c %s "$corpus")
 
 pids=()
-cleanup() {
-    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-    bash "$root/deploy/local/kafka.sh" stop "$out/kafka" >/dev/null 2>&1 || true
-    bash "$root/deploy/local/pg.sh" stop "$out/pg" >/dev/null 2>&1 || true
-}
-trap cleanup EXIT
-rm -rf "$out/kafka"
-pg=$(bash "$root/deploy/local/pg.sh" start "$out/pg" "$pg_port")
-brokers=$(bash "$root/deploy/local/kafka.sh" start "$out/kafka" "$kafka_port")
+bench_on_exit 'for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done'
+bench_servers "$out" "${BENCH_PG_PORT:-54391}" "${BENCH_KAFKA_PORT:-29391}"
 topic=bench
 bash "$root/deploy/local/kafka.sh" topics "$out/kafka" "$topic:$parts" \
     "$topic.dlq:1" "$topic.notifications:1" 2>/dev/null
 # Key = thread id, as the design asks.
-python3 -c '
-import json, sys
-for line in open(sys.argv[1]):
-    line = line.rstrip("\n")
-    sys.stdout.write(json.loads(line)["thread_id"] + "\t" + line + "\n")
-' "$corpus" >"$out/produce.tsv"
-kcat -P -b "$brokers" -t "$topic" -K $'\t' -l "$out/produce.tsv" \
-    -X queue.buffering.max.kbytes=1048576 -X message.max.bytes=50000000
+python3 "$root/tests/bench/envelope.py" raw "$corpus" >"$out/produce.tsv" 2>/dev/null
+bench_produce "$topic" "$out/produce.tsv"
 echo "bench: $lines messages, $size bytes on $parts partitions" >&2
 
-now() { date +%s.%N; }
+now() { bench_now; }
 rate() { python3 -c "import sys; print('%.1f' % (float(sys.argv[1]) / float(sys.argv[2])))" "$@"; }
-
-reset_table() {
-    psql "$pg" -qc "SET client_min_messages TO warning" \
-        -c "DROP TABLE IF EXISTS $1" >/dev/null
-}
-
-# Waits until table $1 holds $lines rows (5 minutes at most); prints the
-# seconds since $2.
-wait_rows() {
-    local deadline=$((SECONDS + 300))
-    while :; do
-        n=$(psql "$pg" -tAc "SELECT count(*) FROM $1")
-        if ((n >= lines)); then
-            break
-        fi
-        if ((SECONDS > deadline)); then
-            echo "bench: $1 holds $n of $lines rows after 5 minutes" >&2
-            exit 1
-        fi
-        sleep 0.2
-    done
-    python3 -c "import sys, time; print('%.2f' % (time.time() - float(sys.argv[1])))" "$2"
-}
 
 run_workers() { # table count
     local table=$1 n=$2
     # A new group each run: it starts from the beginning of the topic.
     local group=g-$table-$RANDOM$RANDOM
-    reset_table "$table"
-    psql "$pg" -qc "CREATE TABLE $table (LIKE t_template INCLUDING ALL)" >/dev/null
+    bench_fresh "$table"
     pids=()
     for i in $(seq 1 "$n"); do
         "$bin" worker --brokers "$brokers" --topic "$topic" \
@@ -95,7 +56,7 @@ run_workers() { # table count
             2>"$out/$table-$i.log" &
         pids+=($!)
     done
-    wait_rows "$table" "$(now)" >/dev/null
+    bench_watch "$table" "$lines" "$(now)" >/dev/null
     sleep 0.2
     for p in "${pids[@]}"; do kill -TERM "$p"; wait "$p" || true; done
     pids=()
@@ -138,10 +99,7 @@ PY
 }
 
 # The table as nanguard creates it (lz4 where available), as a template.
-reset_table t_template
-head -n 1 "$corpus" |
-    "$bin" load --pg "$pg" --table t_template --create-table 2>/dev/null
-psql "$pg" -qc "TRUNCATE t_template" >/dev/null
+bench_template "$bin"
 
 t0=$(now)
 # fetch.wait.max.ms: kcat -e stops at the end of the partitions, which it
@@ -152,8 +110,7 @@ kcat -C -b "$brokers" -t "$topic" -e -q -o beginning -f '%s\n' \
 kcat_s=$(python3 -c "import sys, time; print('%.2f' % (time.time() - float(sys.argv[1])))" "$t0")
 
 run_load() { # table
-    reset_table "$1"
-    psql "$pg" -qc "CREATE TABLE $1 (LIKE t_template INCLUDING ALL)" >/dev/null
+    bench_fresh "$1"
     "$bin" load --jobs 1 --pg "$pg" --table "$1" "$corpus" 2>"$out/$1.log"
     # load's own time, from its start (connecting included) to the last
     # row: the process' start-up is not counted, as the workers' is not.
@@ -171,26 +128,18 @@ for line in open(sys.argv[1]):
 # median of those pairs: one round can be off by 10% or more on a shared
 # machine, and a pair shares its moment's noise.
 rounds=${BENCH_ROUNDS:-5}
-settle() {
-    reset_table "$1"
-    psql "$pg user=postgres" -qc "CHECKPOINT" >/dev/null
-    sleep 1
-}
 load_all=() one_all=() two_all=()
 for r in $(seq 1 "$rounds"); do
-    # Every run starts from the same state: the last run's table dropped
-    # and its pages written out, so that no run pays for another's.
-    settle t_load
+    # Every run starts from the same state (bench_fresh: the last run's
+    # table dropped and its pages written out), so that no run pays for
+    # another's.
     load_all+=("$(run_load t_load)")
-    settle t_one
     one_all+=("$(run_workers t_one 1)")
-    settle t_two
     two_all+=("$(run_workers t_two 2)")
     echo "bench: round $r: load ${load_all[-1]} s, one worker ${one_all[-1]} s," \
         "two workers ${two_all[-1]} s" >&2
 done
-median() { printf '%s\n' "$@" | sort -g | awk '{v[NR] = $1} END {
-    print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+median() { bench_median "$@"; }
 load_s=$(median "${load_all[@]}")
 one_s=$(median "${one_all[@]}")
 two_s=$(median "${two_all[@]}")
@@ -203,15 +152,19 @@ mb=$(python3 -c "print($size / 1e6)")
 printf '\n%s, %s cores, %s messages, %.1f MB, %s partitions, median of %s rounds\n\n' \
     "$(date -u +%Y-%m-%d)" "$(nproc)" "$lines" "$mb" "$parts" "$rounds"
 printf '| what | seconds | messages/s | MB/s | ratio to load |\n|---|---|---|---|---|\n'
-for row in "kcat -C to /dev/null (broker)|$kcat_s" \
-    "nanguard load --jobs 1 (file -> PostgreSQL)|$load_s" \
-    "nanguard worker x1 (Kafka -> PostgreSQL)|$one_s" \
-    "nanguard worker x2, one group|$two_s"; do
-    name=${row%|*}
-    s=${row#*|}
+printf 'label\tmessages/s\n' >"$out/worker.tsv"
+for row in "kcat -C to /dev/null (broker)|kcat -C (broker)|$kcat_s" \
+    "nanguard load --jobs 1 (file -> PostgreSQL)|load --jobs 1|$load_s" \
+    "nanguard worker x1 (Kafka -> PostgreSQL)|worker x1|$one_s" \
+    "nanguard worker x2, one group|worker x2|$two_s"; do
+    IFS='|' read -r name short s <<<"$row"
     printf '| %s | %s | %s | %s | %s |\n' "$name" "$s" \
         "$(rate "$lines" "$s")" "$(rate "$mb" "$s")" \
         "$(python3 -c "print('%.2f' % ($load_s / $s))")"
+    printf '%s\t%s\n' "$short" "$(rate "$lines" "$s")" >>"$out/worker.tsv"
 done
+bench_plot "$out/worker.tsv" "$out/worker.png" \
+    "nanguard worker against load, $lines checkpoints of ~20 KB ($(date -u +%Y-%m-%d), $(nproc) shared cores, median of $rounds rounds)" \
+    "messages per second"
 printf '\none worker / load, round by round: %s; median %s\n' "$per_round" \
     "$(median $per_round)"

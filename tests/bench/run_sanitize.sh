@@ -13,10 +13,13 @@
 # Prints one markdown table. Environment: NANGUARD_BENCH_PASSES (best of N,
 # default 5; Python and the process: best of 3), NANGUARD_BENCH_MB (corpus
 # size, default 100), NANGUARD_BENCH_BIG_MB (default 300).
+# Also writes OUTDIR/sanitize.tsv and the plot of it, OUTDIR/sanitize.png.
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root=$(cd "$here/../.." && pwd)
+# shellcheck source=bench_lib.sh
+. "$here/bench_lib.sh"
 out=${1:-build-bench}
 [[ $out == /* ]] || out="$root/$out"
 passes=${NANGUARD_BENCH_PASSES:-5}
@@ -180,3 +183,15 @@ echo "memory: \`nanguard sanitize\` on one $(($(stat -c %s "$big") / 1000000)) M
     "JSON array: maximum resident set size $((rss_big / 1024)) MiB" \
     "($rss_big KiB; goal < 16 MB); on a single ~20 KB envelope:" \
     "$((rss_small / 1024)) MiB ($rss_small KiB)"
+
+# ---- plot ---------------------------------------------------------------------
+{
+    printf 'label\tMB/s\n'
+    printf 'nanguard library\t%s\n' "${mbps[lib_lines]}"
+    printf 'nanguard sanitize (process)\t%s\n' "${mbps[process]}"
+    printf 'yajl bare validation (json_verify)\t%s\n' "${mbps[yajl_bare]}"
+    printf "seed's Python\t%s\n" "${mbps[python]}"
+} >"$out/sanitize.tsv"
+bench_plot "$out/sanitize.tsv" "$out/sanitize.png" \
+    "Sanitizer throughput, $((size / 1000000)) MB of ~20 KB checkpoints ($(date -u +%Y-%m-%d), $(nproc) shared cores)" \
+    "MB/s of input"
