@@ -65,13 +65,17 @@ typedef struct {
     size_t orig_off; /* the line as read */
     size_t orig_len;
     bool rejected;
-    char code[16];
+    char code[24];
     size_t msg_off;        /* rejected: why, NUL terminated */
     size_t text_off[5];    /* the envelope's strings, NUL terminated; */
     size_t cp_off, cp_len; /* SIZE_MAX for a null parent_checkpoint_id */
     size_t md_off, md_len;
     uint64_t rewrites;
-    unsigned job; /* set by the dispatcher: the job that writes it */
+    size_t extras_off; /* blobs and writes, as put_extras lays them out */
+    size_t nblobs, nwrites;
+    bool incomplete; /* see envelope.missing_channel */
+    bool no_step;    /* metadata without "step" */
+    unsigned job;    /* set by the dispatcher: the job that writes it */
 } item;
 
 typedef struct block {
@@ -98,6 +102,9 @@ typedef struct {
     uint64_t start_line;
     size_t max_message_bytes;
     sanitize *san;
+    envelope_reader *reader;
+    bool require_complete;
+    unsigned incomplete_logged; /* the first 20 are logged */
 } pipeline;
 
 static void block_free(block *b)
@@ -203,6 +210,53 @@ static int put_text(ng_buf *b, const char *s, size_t n, size_t *off)
     return ng_buf_append(b, s, n) || ng_buf_putc(b, '\0');
 }
 
+/* An optional field of a blob or write in a block: a presence byte, then
+ * the length and the bytes (and a NUL). */
+static int put_opt(ng_buf *b, const char *v, size_t n)
+{
+    if (v == NULL) {
+        return ng_buf_putc(b, 0);
+    }
+    return ng_buf_putc(b, 1) || ng_buf_append(b, &n, sizeof n) ||
+           ng_buf_append(b, v, n) || ng_buf_putc(b, '\0');
+}
+
+static const char *get_opt(const char **p, size_t *len)
+{
+    if (*(*p)++ == 0) {
+        *len = 0;
+        return NULL;
+    }
+    memcpy(len, *p, sizeof *len);
+    const char *v = *p + sizeof *len;
+    *p = v + *len + 1;
+    return v;
+}
+
+static int put_extras(ng_buf *b, const envelope *env)
+{
+    int rc = 0;
+    for (size_t i = 0; i < env->nblobs && rc == 0; i++) {
+        const envelope_blob *x = &env->blobs[i];
+        rc = put_opt(b, x->channel, strlen(x->channel)) ||
+             put_opt(b, x->version, strlen(x->version)) ||
+             put_opt(b, x->type, strlen(x->type)) ||
+             put_opt(b, x->blob, x->blob_len);
+    }
+    for (size_t i = 0; i < env->nwrites && rc == 0; i++) {
+        const envelope_write *x = &env->writes[i];
+        char idx[sizeof x->idx];
+        memcpy(idx, &x->idx, sizeof idx);
+        rc = put_opt(b, x->task_id, strlen(x->task_id)) ||
+             put_opt(b, x->task_path, strlen(x->task_path)) ||
+             put_opt(b, idx, sizeof idx) ||
+             put_opt(b, x->channel, strlen(x->channel)) ||
+             put_opt(b, x->type, x->type ? strlen(x->type) : 0) ||
+             put_opt(b, x->blob, x->blob_len);
+    }
+    return rc;
+}
+
 static int reject_item(block *b, item *it, const char *code, const char *why)
 {
     it->rejected = true;
@@ -254,8 +308,35 @@ static int prepare(pipeline *p, block *b, uint64_t line, const char *text,
         return reject_item(b, it, "malformed_json", why);
     }
     envelope env;
-    if (envelope_read(p->san, &env, why, sizeof why) != 0) {
+    if (envelope_reader_read(p->reader, p->san, &env, why, sizeof why) != 0) {
+        if (strcmp(why, "out of memory") == 0) {
+            return -1;
+        }
         return reject_item(b, it, "bad_envelope", why);
+    }
+    if (env.missing_channel != NULL && p->require_complete) {
+        snprintf(why, sizeof why,
+                 "incomplete checkpoint: channel_versions names channel "
+                 "'%.80s', which is neither in channel_values nor in blobs",
+                 env.missing_channel);
+        return reject_item(b, it, "checkpoint_incomplete", why);
+    }
+    it->incomplete = env.missing_channel != NULL;
+    if (it->incomplete && p->incomplete_logged < 20) {
+        char ln[24];
+        snprintf(ln, sizeof ln, "%" PRIu64, line);
+        p->incomplete_logged++;
+        ng_log(NG_LOG_WARN,
+               "incomplete checkpoint stored: a channel of "
+               "channel_versions is neither inline nor in blobs",
+               "line#", ln, "channel", env.missing_channel, NULL);
+    }
+    it->no_step = !env.has_step;
+    it->nblobs = env.nblobs;
+    it->nwrites = env.nwrites;
+    it->extras_off = b->data.len;
+    if (put_extras(&b->data, &env) != 0) {
+        return -1;
     }
     const char *strs[5] = {env.thread_id, env.checkpoint_ns, env.checkpoint_id,
                            env.parent_checkpoint_id, env.type};
@@ -269,6 +350,9 @@ static int prepare(pipeline *p, block *b, uint64_t line, const char *text,
     it->cp_len = env.checkpoint_len;
     it->md_len = env.metadata_len;
     it->rewrites = sanitize_rewrites(p->san);
+    for (int k = 0; k < SANITIZE_KIND_COUNT; k++) {
+        it->rewrites += envelope_reader_count(p->reader, (sanitize_kind)k);
+    }
     return put_text(&b->data, env.checkpoint, env.checkpoint_len,
                     &it->cp_off) ||
            put_text(&b->data, env.metadata, env.metadata_len, &it->md_off);
@@ -457,6 +541,7 @@ static void pipeline_free(pipeline *p)
         block_free(b);
     }
     sanitize_free(p->san);
+    envelope_reader_free(p->reader);
     pthread_cond_destroy(&p->cv);
     pthread_mutex_destroy(&p->mu);
 }
@@ -501,6 +586,10 @@ typedef struct {
     size_t nlines;
     size_t cap_lines;
     ng_buf originals;
+    envelope_blob *blobs; /* of the line being added */
+    size_t cap_blobs;
+    envelope_write *writes;
+    size_t cap_writes;
 } job;
 
 struct loader {
@@ -857,6 +946,45 @@ static int job_add(job *j, const block *b, const item *it)
                     .checkpoint_len = it->cp_len,
                     .metadata = data + it->md_off,
                     .metadata_len = it->md_len};
+    if (it->nblobs > j->cap_blobs || it->nwrites > j->cap_writes) {
+        size_t nb = it->nblobs > j->cap_blobs ? it->nblobs : j->cap_blobs;
+        size_t nw = it->nwrites > j->cap_writes ? it->nwrites : j->cap_writes;
+        envelope_blob *xb = realloc(j->blobs, (nb + 1) * sizeof *xb);
+        if (xb != NULL) {
+            j->blobs = xb;
+            j->cap_blobs = nb;
+        }
+        envelope_write *xw = realloc(j->writes, (nw + 1) * sizeof *xw);
+        if (xw != NULL) {
+            j->writes = xw;
+            j->cap_writes = nw;
+        }
+        if (xb == NULL || xw == NULL) {
+            goto oom;
+        }
+    }
+    const char *x = data + it->extras_off;
+    size_t n;
+    for (size_t i = 0; i < it->nblobs; i++) {
+        envelope_blob *e = &j->blobs[i];
+        e->channel = get_opt(&x, &n);
+        e->version = get_opt(&x, &n);
+        e->type = get_opt(&x, &n);
+        e->blob = get_opt(&x, &e->blob_len);
+    }
+    for (size_t i = 0; i < it->nwrites; i++) {
+        envelope_write *e = &j->writes[i];
+        e->task_id = get_opt(&x, &n);
+        e->task_path = get_opt(&x, &n);
+        memcpy(&e->idx, get_opt(&x, &n), sizeof e->idx);
+        e->channel = get_opt(&x, &n);
+        e->type = get_opt(&x, &n);
+        e->blob = get_opt(&x, &e->blob_len);
+    }
+    env.blobs = j->blobs;
+    env.nblobs = it->nblobs;
+    env.writes = j->writes;
+    env.nwrites = it->nwrites;
     if (j->nlines == j->cap_lines) {
         size_t cap = j->cap_lines ? j->cap_lines * 2 : 1024;
         batch_line *bl = realloc(j->lines, cap * sizeof *bl);
@@ -1059,6 +1187,8 @@ static int dispatch(loader *lo, block *b)
         res->bytes += it->orig_len;
         if (!it->rejected) {
             res->rewrites += it->rewrites;
+            res->incomplete += it->incomplete;
+            res->without_step += it->no_step;
             it->job = job_of(b->data.data + it->text_off[0], lo->njobs);
             rows = true;
         }
@@ -1222,6 +1352,8 @@ static void loader_free(loader *lo, bool reader_gone)
         pg_sink_free(j->sink);
         free(j->lines);
         ng_buf_free(&j->originals);
+        free(j->blobs);
+        free(j->writes);
     }
     free(lo->jobs);
     for (size_t i = 0; i < lo->ring_n; i++) {
@@ -1298,13 +1430,17 @@ int loader_run(const loader_options *opts, char **files, int nfiles,
                       .nfiles = nfiles,
                       .start_line = opts->start_line,
                       .max_message_bytes = opts->max_message_bytes,
-                      .san = sanitize_new(NULL)};
+                      .san = sanitize_new(NULL),
+                      .reader = envelope_reader_new(0),
+                      .require_complete = opts->require_complete};
     lo.jobs = calloc(lo.njobs, sizeof *lo.jobs);
-    if (lo.p.san == NULL || lo.jobs == NULL ||
+    if (lo.p.san == NULL || lo.p.reader == NULL || lo.jobs == NULL ||
         pthread_mutex_init(&lo.p.mu, NULL) != 0) {
         fprintf(stderr, "nanguard load: out of memory\n");
         sanitize_free(lo.p.san);
         lo.p.san = NULL;
+        envelope_reader_free(lo.p.reader);
+        lo.p.reader = NULL;
         free(lo.jobs);
         lo.jobs = NULL;
         loader_free(&lo, false);

@@ -41,6 +41,10 @@ typedef struct {
     double retry_timeout_s; /* how long PostgreSQL may stay away */
     unsigned jobs;          /* connections, 1 to LOADER_MAX_JOBS */
     bool progress;          /* a progress line on stderr every second */
+    /* Dead-letter a checkpoint whose channel_versions names a channel the
+     * envelope does not hold (checkpoint_incomplete), instead of storing
+     * it and counting it. */
+    bool require_complete;
 } loader_options;
 
 typedef struct {
@@ -49,6 +53,8 @@ typedef struct {
     uint64_t duplicates;
     uint64_t dead_lettered;
     uint64_t rewrites;
+    uint64_t incomplete;   /* stored although a channel was missing */
+    uint64_t without_step; /* metadata had no "step" */
     uint64_t bytes;
     pg_sink_stats sink;   /* summed over the jobs */
     char compression[16]; /* of the table's checkpoint column */

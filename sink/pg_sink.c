@@ -28,9 +28,26 @@
     "thread_id, checkpoint_ns, checkpoint_id, parent_checkpoint_id, type, "    \
     "checkpoint, metadata"
 #define KEY_COLUMNS "thread_id, checkpoint_ns, checkpoint_id"
-#define NFIELDS 8
-/* The key fields start after the field count and the row number. */
-#define KEY_START (2 + 4 + 4)
+/* Staging holds three kinds of tuples (the kind column): a checkpoint row,
+ * a checkpoint_blobs row, a checkpoint_writes row; each carries n, the
+ * index of the envelope it came from, and NULL in the columns of the
+ * other kinds. */
+#define EXTRA_COLUMNS "channel, version, task_id, task_path, idx, blob"
+#define KIND_CHECKPOINT 0
+#define KIND_BLOB 1
+#define KIND_WRITE 2
+#define BLOB_COLUMNS "thread_id, checkpoint_ns, channel, version, type, blob"
+#define BLOB_KEY "thread_id, checkpoint_ns, channel, version"
+#define WRITE_COLUMNS                                                          \
+    "thread_id, checkpoint_ns, checkpoint_id, task_id, task_path, idx, "       \
+    "channel, type, blob"
+#define WRITE_KEY "thread_id, checkpoint_ns, checkpoint_id, task_id, idx"
+#define NFIELDS 15
+/* The key fields start after the field count, the row number and the
+ * kind. */
+#define KEY_START (2 + 4 + 4 + 4 + 2)
+/* Per tuple: the field count, n, kind. */
+#define TUPLE_HEAD KEY_START
 /* The largest field PostgreSQL takes (1 GB - 1, with jsonb's version byte).
  */
 #define MAX_FIELD ((size_t)0x3FFFFFFE)
@@ -59,7 +76,8 @@ typedef enum {
 typedef struct {
     uint64_t tag;
     size_t off;     /* the tuple in s->tuples */
-    size_t len;     /* its length */
+    size_t len;     /* its length, with its blob and write tuples */
+    size_t ck_len;  /* the checkpoint tuple's alone (the others follow) */
     size_t key_len; /* key bytes (lengths included) from off + KEY_START */
     uint64_t hash;
     row_state state;
@@ -81,9 +99,11 @@ struct pg_link {
     PGconn *conn;
     bool ready;      /* table checked and staging created on this connection */
     ng_buf sql_copy; /* BEGIN; COPY staging FROM STDIN */
-    ng_buf sql_re_copy;  /* ROLLBACK; BEGIN; COPY ... */
-    ng_buf sql_insert;   /* WITH ins AS (INSERT ...) SELECT n ...; COMMIT */
-    char compression[8]; /* of the checkpoint column */
+    ng_buf sql_re_copy;    /* ROLLBACK; BEGIN; COPY ... */
+    ng_buf sql_insert;     /* WITH ins AS (INSERT ...) SELECT n ...; COMMIT */
+    ng_buf sql_insert_all; /* the same with the blobs and writes too */
+    char compression[8];   /* of the checkpoint column */
+    bool companions;       /* checkpoint_blobs and checkpoint_writes exist */
 };
 
 struct pg_sink {
@@ -326,6 +346,7 @@ void pg_sink_free(pg_sink *s)
     ng_buf_free(&s->own.sql_copy);
     ng_buf_free(&s->own.sql_re_copy);
     ng_buf_free(&s->own.sql_insert);
+    ng_buf_free(&s->own.sql_insert_all);
     ng_buf_free(&s->tuples);
     free(s->rows);
     free(s->slots);
@@ -702,15 +723,18 @@ static int setup(pg_sink *s, ng_error *err)
 
     /* A fresh connection has no staging table; a pooled one may have an
      * old one. */
-    if (append_str(&sql, "DROP TABLE IF EXISTS " STAGING ";\n"
-                         "CREATE TEMP TABLE nanguard_staging (\n"
-                         "  n int4 NOT NULL, thread_id text, "
-                         "checkpoint_ns text, checkpoint_id text,\n"
-                         "  parent_checkpoint_id text, type text,\n"
-                         "  checkpoint jsonb") ||
+    if (append_str(&sql,
+                   "DROP TABLE IF EXISTS " STAGING ";\n"
+                   "CREATE TEMP TABLE nanguard_staging (\n"
+                   "  n int4 NOT NULL, kind int2 NOT NULL, thread_id text, "
+                   "checkpoint_ns text, checkpoint_id text,\n"
+                   "  parent_checkpoint_id text, type text,\n"
+                   "  checkpoint jsonb") ||
         append_str(&sql, compression_clause(comp_cp)) ||
         append_str(&sql, ", metadata jsonb") ||
         append_str(&sql, compression_clause(comp_md)) ||
+        append_str(&sql, ",\n  channel text, version text, task_id text, "
+                         "task_path text, idx int4, blob bytea") ||
         ng_buf_append_str(&sql, ") ON COMMIT DELETE ROWS", 23)) {
         oom(err);
         goto err;
@@ -728,28 +752,79 @@ static int setup(pg_sink *s, ng_error *err)
     ng_buf_clear(&s->link->sql_copy);
     ng_buf_clear(&s->link->sql_re_copy);
     ng_buf_clear(&s->link->sql_insert);
-    const char *copy =
-        "BEGIN; COPY " STAGING " (n, " COLUMNS ") FROM STDIN (FORMAT binary)";
+    /* Blobs and writes go with their checkpoint when LangGraph's other
+     * two tables are there (and make a batch that has any fail with a
+     * configuration error when they are not). Both are immutable, as in
+     * LangGraph (a channel version's value, a task's write): DO NOTHING
+     * in either mode. An envelope counts as stored when any of its rows
+     * went in. */
+    ng_buf qb = {0}, qw = {0};
+    char oid_b[24] = "", oid_w[24] = "";
+    if (quoted_name(s, schema_table_name(SCHEMA_BLOBS), &qb, err) != 0 ||
+        lookup_table(s, qb.data, oid_b, sizeof oid_b, err) != 0 ||
+        quoted_name(s, schema_table_name(SCHEMA_WRITES), &qw, err) != 0 ||
+        lookup_table(s, qw.data, oid_w, sizeof oid_w, err) != 0) {
+        ng_buf_free(&qb);
+        ng_buf_free(&qw);
+        goto err;
+    }
+    s->link->companions = oid_b[0] != '\0' && oid_w[0] != '\0';
+    const char *copy = "BEGIN; COPY " STAGING " (n, kind, " COLUMNS
+                       ", " EXTRA_COLUMNS ") FROM STDIN (FORMAT binary)";
     int rc = ng_buf_append_str(&s->link->sql_copy, copy, strlen(copy)) ||
              append_str(&s->link->sql_re_copy, "ROLLBACK; ") ||
-             ng_buf_append_str(&s->link->sql_re_copy, copy, strlen(copy)) ||
-             append_str(&s->link->sql_insert, "WITH ins AS (INSERT INTO ") ||
-             append_str(&s->link->sql_insert, qt.data) ||
-             append_str(&s->link->sql_insert,
-                        " (" COLUMNS ") SELECT " COLUMNS " FROM " STAGING
-                        " ON CONFLICT (" KEY_COLUMNS ") ") ||
-             append_str(&s->link->sql_insert,
-                        s->on_conflict == PG_SINK_ON_CONFLICT_UPDATE
-                            ? "DO UPDATE SET checkpoint = EXCLUDED.checkpoint, "
-                              "metadata = EXCLUDED.metadata, "
-                              "parent_checkpoint_id = "
-                              "EXCLUDED.parent_checkpoint_id, "
-                              "type = EXCLUDED.type"
-                            : "DO NOTHING") ||
-             append_str(&s->link->sql_insert,
-                        " RETURNING " KEY_COLUMNS ") SELECT s.n FROM " STAGING
-                        " s JOIN ins USING (" KEY_COLUMNS "); COMMIT") ||
-             ng_buf_append_str(&s->link->sql_insert, "", 0);
+             ng_buf_append_str(&s->link->sql_re_copy, copy, strlen(copy));
+    ng_buf_clear(&s->link->sql_insert_all);
+    /* Batches without blobs or writes never touch the other two tables
+     * (their privileges do not matter to them). */
+    for (int all = 0; all < 2 && rc == 0; all++) {
+        if (all && !s->link->companions) {
+            break;
+        }
+        ng_buf *ins = all ? &s->link->sql_insert_all : &s->link->sql_insert;
+        if (all) {
+            rc = append_str(ins, "WITH b AS (INSERT INTO ") ||
+                 append_str(ins, qb.data) ||
+                 append_str(ins, " (" BLOB_COLUMNS ") SELECT " BLOB_COLUMNS
+                                 " FROM " STAGING " WHERE kind = 1"
+                                 " ON CONFLICT (" BLOB_KEY ") DO NOTHING"
+                                 " RETURNING " BLOB_KEY "),\n"
+                                 "w AS (INSERT INTO ") ||
+                 append_str(ins, qw.data) ||
+                 append_str(ins, " (" WRITE_COLUMNS ") SELECT " WRITE_COLUMNS
+                                 " FROM " STAGING " WHERE kind = 2"
+                                 " ON CONFLICT (" WRITE_KEY ") DO NOTHING"
+                                 " RETURNING " WRITE_KEY "),\n"
+                                 "ins AS (INSERT INTO ");
+        } else {
+            rc = append_str(ins, "WITH ins AS (INSERT INTO ");
+        }
+        rc =
+            rc || append_str(ins, qt.data) ||
+            append_str(ins, " (" COLUMNS ") SELECT " COLUMNS " FROM " STAGING
+                            " WHERE kind = 0 ON CONFLICT (" KEY_COLUMNS ") ") ||
+            append_str(ins,
+                       s->on_conflict == PG_SINK_ON_CONFLICT_UPDATE
+                           ? "DO UPDATE SET checkpoint = EXCLUDED.checkpoint, "
+                             "metadata = EXCLUDED.metadata, "
+                             "parent_checkpoint_id = "
+                             "EXCLUDED.parent_checkpoint_id, "
+                             "type = EXCLUDED.type"
+                           : "DO NOTHING") ||
+            append_str(ins,
+                       " RETURNING " KEY_COLUMNS ")\nSELECT s.n FROM " STAGING
+                       " s JOIN ins USING (" KEY_COLUMNS ") WHERE s.kind = 0");
+        if (rc == 0 && all) {
+            rc = append_str(ins,
+                            "\nUNION SELECT s.n FROM " STAGING
+                            " s JOIN b USING (" BLOB_KEY ") WHERE s.kind = 1"
+                            "\nUNION SELECT s.n FROM " STAGING
+                            " s JOIN w USING (" WRITE_KEY ") WHERE s.kind = 2");
+        }
+        rc = rc || ng_buf_append_str(ins, "; COMMIT", 8);
+    }
+    ng_buf_free(&qb);
+    ng_buf_free(&qw);
     if (rc != 0) {
         oom(err);
         goto err;
@@ -966,16 +1041,128 @@ static char *put_jsonb(char *p, const char *v, size_t n)
     return p + 5 + n;
 }
 
+/* Field writers for the binary COPY tuples; NULL writes SQL NULL. */
+static char *put_null(char *p)
+{
+    put_u32(p, UINT32_MAX); /* -1: NULL */
+    return p + 4;
+}
+
+static char *put_text(char *p, const char *v)
+{
+    return v == NULL ? put_null(p) : put_field(p, v, strlen(v));
+}
+
+static char *put_head(char *p, uint32_t n, uint16_t kind)
+{
+    put_u16(p, NFIELDS);
+    put_u32(p + 2, 4);
+    put_u32(p + 6, n);
+    put_u32(p + 10, 2);
+    put_u16(p + 14, kind);
+    return p + TUPLE_HEAD;
+}
+
+static size_t text_len(const char *v)
+{
+    return v ? strlen(v) : 0;
+}
+
+/* Bytes of the tuples of env's blobs and writes (their NULL fields
+ * included), or SIZE_MAX when more than a row may hold. */
+static size_t extras_size(const envelope *env)
+{
+    size_t need = 0;
+    for (size_t i = 0; i < env->nblobs; i++) {
+        const envelope_blob *b = &env->blobs[i];
+        size_t n = TUPLE_HEAD + 13 * 4 + text_len(b->channel) +
+                   text_len(b->version) + text_len(b->type);
+        if (b->blob_len > MAX_FIELD || n > MAX_FIELD - b->blob_len ||
+            need > MAX_FIELD - n - b->blob_len) {
+            return SIZE_MAX;
+        }
+        need += n + b->blob_len;
+    }
+    for (size_t i = 0; i < env->nwrites; i++) {
+        const envelope_write *w = &env->writes[i];
+        size_t n = TUPLE_HEAD + 13 * 4 + 4 + text_len(w->channel) +
+                   text_len(w->type) + text_len(w->task_id) +
+                   text_len(w->task_path);
+        if (w->blob_len > MAX_FIELD || n > MAX_FIELD - w->blob_len ||
+            need > MAX_FIELD - n - w->blob_len) {
+            return SIZE_MAX;
+        }
+        need += n + w->blob_len;
+    }
+    return need;
+}
+
+static char *put_extras(char *p, const envelope *env, uint32_t n,
+                        const char *const text[5])
+{
+    for (size_t i = 0; i < env->nblobs; i++) {
+        const envelope_blob *b = &env->blobs[i];
+        p = put_head(p, n, KIND_BLOB);
+        p = put_text(p, text[0]);
+        p = put_text(p, text[1]);
+        p = put_null(p); /* checkpoint_id */
+        p = put_null(p); /* parent_checkpoint_id */
+        p = put_text(p, b->type);
+        p = put_null(p); /* checkpoint */
+        p = put_null(p); /* metadata */
+        p = put_text(p, b->channel);
+        p = put_text(p, b->version);
+        p = put_null(p); /* task_id */
+        p = put_null(p); /* task_path */
+        p = put_null(p); /* idx */
+        p = b->blob ? put_field(p, b->blob, b->blob_len) : put_null(p);
+    }
+    for (size_t i = 0; i < env->nwrites; i++) {
+        const envelope_write *w = &env->writes[i];
+        p = put_head(p, n, KIND_WRITE);
+        p = put_text(p, text[0]);
+        p = put_text(p, text[1]);
+        p = put_text(p, text[2]);
+        p = put_null(p); /* parent_checkpoint_id */
+        p = put_text(p, w->type);
+        p = put_null(p); /* checkpoint */
+        p = put_null(p); /* metadata */
+        p = put_text(p, w->channel);
+        p = put_null(p); /* version */
+        p = put_text(p, w->task_id);
+        p = put_text(p, w->task_path);
+        put_u32(p, 4);
+        put_u32(p + 4, (uint32_t)w->idx);
+        p += 8;
+        p = put_field(p, w->blob ? w->blob : "", w->blob ? w->blob_len : 0);
+    }
+    return p;
+}
+
+/* The length of the COPY tuple at p. */
+static size_t tuple_size(const char *p)
+{
+    const unsigned char *u = (const unsigned char *)p;
+    unsigned nf = (unsigned)u[0] << 8 | u[1];
+    size_t at = 2;
+    for (unsigned f = 0; f < nf; f++) {
+        uint32_t len = (uint32_t)u[at] << 24 | (uint32_t)u[at + 1] << 16 |
+                       (uint32_t)u[at + 2] << 8 | u[at + 3];
+        at += 4 + (len == UINT32_MAX ? 0 : len);
+    }
+    return at;
+}
+
 int pg_sink_add(pg_sink *s, const envelope *env, uint64_t tag, ng_error *err)
 {
     const char *text[5] = {env->thread_id, env->checkpoint_ns,
                            env->checkpoint_id, env->parent_checkpoint_id,
                            env->type};
     size_t len[5];
-    /* Field count, row number, five lengths, two lengths + version bytes;
-     * then the values, added one at a time so the sum cannot overflow
-     * (each is checked against the 1 GB PostgreSQL takes for a row). */
-    size_t need = 2 + 8 + 5 * 4 + 2 * 5;
+    /* Head, five lengths, two lengths + version bytes, six NULLs; then
+     * the values, added one at a time so the sum cannot overflow (each is
+     * checked against the 1 GB PostgreSQL takes for a row). */
+    size_t need = TUPLE_HEAD + 5 * 4 + 2 * 5 + 6 * 4;
     for (int i = 0; i < 7; i++) {
         size_t n = i < 5    ? (len[i] = text[i] ? strlen(text[i]) : 0)
                    : i == 5 ? env->checkpoint_len
@@ -988,6 +1175,13 @@ int pg_sink_add(pg_sink *s, const envelope *env, uint64_t tag, ng_error *err)
         }
         need += n;
     }
+    size_t extra = extras_size(env);
+    if (extra == SIZE_MAX || need + extra > MAX_FIELD) {
+        return ng_error_set(err, NG_ERR_PERMANENT, "too_large",
+                            "the row is larger than PostgreSQL takes "
+                            "(1 GB, with its blobs and writes)");
+    }
+    need += extra;
     if (s->nrows >= (size_t)INT32_MAX) {
         return ng_error_set(err, NG_ERR_TRANSIENT, "batch_full",
                             "the batch is full: flush it first");
@@ -999,32 +1193,31 @@ int pg_sink_add(pg_sink *s, const envelope *env, uint64_t tag, ng_error *err)
 
     size_t off = s->tuples.len;
     char *p = s->tuples.data + off;
-    put_u16(p, NFIELDS);
-    put_u32(p + 2, 4);
-    put_u32(p + 6, (uint32_t)s->nrows);
-    p += KEY_START;
+    p = put_head(p, (uint32_t)s->nrows, KIND_CHECKPOINT);
     for (int i = 0; i < 5; i++) {
-        if (text[i] == NULL) {
-            put_u32(p, UINT32_MAX); /* -1: NULL */
-            p += 4;
-        } else {
-            p = put_field(p, text[i], len[i]);
-        }
+        p = text[i] == NULL ? put_null(p) : put_field(p, text[i], len[i]);
     }
     p = put_jsonb(p, env->checkpoint, env->checkpoint_len);
     p = put_jsonb(p, env->metadata, env->metadata_len);
+    for (int i = 0; i < 6; i++) {
+        p = put_null(p);
+    }
+    size_t ck_len = (size_t)(p - (s->tuples.data + off));
+    p = put_extras(p, env, (uint32_t)s->nrows, text);
 
     row *r = &s->rows[s->nrows];
     memset(r, 0, sizeof *r);
     r->tag = tag;
     r->off = off;
     r->len = (size_t)(p - (s->tuples.data + off));
+    r->ck_len = ck_len;
     r->key_len = 12 + len[0] + len[1] + len[2];
     r->hash = hash_bytes(s->tuples.data + off + KEY_START, r->key_len);
     r->state = ROW_PENDING;
-    s->tuples.len += r->len;
 
-    /* The last row with a key wins, as a replay would. */
+    /* The last row with a key wins, as a replay would; the blobs and
+     * writes of the row it replaces are not lost with it: they move to
+     * the winner (copied after its own, with its row number). */
     size_t mask = s->nslots - 1;
     size_t j = (size_t)r->hash & mask;
     for (; s->slots[j] != 0; j = (j + 1) & mask) {
@@ -1033,12 +1226,26 @@ int pg_sink_add(pg_sink *s, const envelope *env, uint64_t tag, ng_error *err)
             memcmp(s->tuples.data + o->off + KEY_START,
                    s->tuples.data + off + KEY_START, r->key_len) == 0) {
             if (o->state == ROW_PENDING) {
+                size_t moved = o->len - o->ck_len;
+                if (moved > 0) {
+                    if (moved > MAX_FIELD - r->len ||
+                        ng_buf_reserve(&s->tuples, r->len + moved) != 0) {
+                        return oom(err); /* nothing added yet */
+                    }
+                    char *dst = s->tuples.data + off + r->len;
+                    memcpy(dst, s->tuples.data + o->off + o->ck_len, moved);
+                    for (size_t t = 0; t < moved; t += tuple_size(dst + t)) {
+                        put_u32(dst + t + 6, (uint32_t)s->nrows);
+                    }
+                    r->len += moved;
+                }
                 o->state = ROW_DUPLICATE;
                 s->nunsettled--;
             }
             break;
         }
     }
+    s->tuples.len += r->len;
     s->slots[j] = (uint32_t)(s->nrows + 1);
     if (s->nrows == 0) {
         clock_gettime(CLOCK_MONOTONIC, &s->first_add);
@@ -1170,8 +1377,13 @@ static attempt_status attempt(pg_sink *s, const size_t *idx, size_t k,
         return statement_failed(s, bad, err, "copying the batch");
     }
 
+    bool extras = false;
+    for (size_t i = 0; i < k && !extras; i++) {
+        extras = s->rows[idx[i]].len > s->rows[idx[i]].ck_len;
+    }
     round_trip(s);
-    if (!PQsendQuery(conn, s->link->sql_insert.data)) {
+    if (!PQsendQuery(conn, extras ? s->link->sql_insert_all.data
+                                  : s->link->sql_insert.data)) {
         fail_connection(s, err, "inserting the batch");
         return ATTEMPT_FAILED;
     }
@@ -1328,10 +1540,24 @@ int pg_sink_flush(pg_sink *s, ng_error *err)
             s->cap_work = s->cap_rows;
         }
         size_t k = 0;
+        bool extras = false;
         for (size_t i = 0; i < s->nrows; i++) {
             if (s->rows[i].state == ROW_PENDING) {
                 s->work[k++] = i;
+                extras = extras || s->rows[i].len > s->rows[i].ck_len;
             }
+        }
+        if (extras && !s->link->companions) {
+            ng_error_set(err, NG_ERR_CONFIG, "pg_42P01",
+                         "envelopes carry blobs or writes, and table %s or %s "
+                         "does not exist next to %s; to fix: run with "
+                         "--create-table, or apply `nanguard schema`",
+                         schema_table_name(SCHEMA_BLOBS),
+                         schema_table_name(SCHEMA_WRITES), s->table_label);
+            set_sqlstate(err, "42P01");
+            s->link->ready = false; /* look again at the next attempt */
+            s->stats.failed_flushes++;
+            return -1;
         }
         if (settle(s, s->work, k, err) != ATTEMPT_OK) {
             /* What bisection settled before the failure is final. */

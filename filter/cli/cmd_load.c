@@ -39,7 +39,7 @@ static void usage(FILE *out)
         "[--retry-timeout SECONDS]\n"
         "                     [--start-line N] [--max-message-bytes N] "
         "[--jobs N]\n"
-        "                     [FILE...]\n\n"
+        "                     [--require-complete] [FILE...]\n\n"
         "Reads checkpoint envelopes, one JSON value per line, from the FILEs "
         "or standard\n"
         "input ('-'), repairs what PostgreSQL jsonb refuses (NaN, Infinity, "
@@ -66,6 +66,11 @@ static void usage(FILE *out)
         "                         lines {line, error_code, message, value} "
         "(default: none;\n"
         "                         they are then only counted and logged)\n"
+        "  --require-complete     dead-letter a checkpoint whose "
+        "channel_versions names\n"
+        "                         a channel the envelope does not hold "
+        "(default: store\n"
+        "                         it and count it as incomplete)\n"
         "  --batch-rows N         rows per transaction at most (default %d)\n"
         "  --batch-bytes N        bytes per transaction at most (default "
         "%u)\n"
@@ -135,27 +140,31 @@ static void summary(const loader_result *r, double seconds, int status)
     ng_buf b = {0};
     char secs[32];
     snprintf(secs, sizeof secs, "%.3f", seconds);
-    int rc = ng_json_raw(&b, "{\"lines\": ") || ng_json_u64(&b, r->lines) ||
-             ng_json_raw(&b, ", \"stored\": ") || ng_json_u64(&b, r->stored) ||
-             ng_json_raw(&b, ", \"duplicates\": ") ||
-             ng_json_u64(&b, r->duplicates) ||
-             ng_json_raw(&b, ", \"dead_lettered\": ") ||
-             ng_json_u64(&b, r->dead_lettered) ||
-             ng_json_raw(&b, ", \"rewrites\": ") ||
-             ng_json_u64(&b, r->rewrites) || ng_json_raw(&b, ", \"bytes\": ") ||
-             ng_json_u64(&b, r->bytes) || ng_json_raw(&b, ", \"seconds\": ") ||
-             ng_json_raw(&b, secs) || ng_json_raw(&b, ", \"batches\": ") ||
-             ng_json_u64(&b, r->sink.batches) ||
-             ng_json_raw(&b, ", \"round_trips\": ") ||
-             ng_json_u64(&b, r->sink.round_trips) ||
-             ng_json_raw(&b, ", \"bisect_round_trips\": ") ||
-             ng_json_u64(&b, r->sink.bisect_round_trips) ||
-             ng_json_raw(&b, ", \"connects\": ") ||
-             ng_json_u64(&b, r->sink.connects) ||
-             ng_json_raw(&b, ", \"compression\": ") ||
-             ng_json_cstr(&b, r->compression) ||
-             ng_json_raw(&b, ", \"exit_status\": ") ||
-             ng_json_u64(&b, (uint64_t)status);
+    int rc =
+        ng_json_raw(&b, "{\"lines\": ") || ng_json_u64(&b, r->lines) ||
+        ng_json_raw(&b, ", \"stored\": ") || ng_json_u64(&b, r->stored) ||
+        ng_json_raw(&b, ", \"duplicates\": ") ||
+        ng_json_u64(&b, r->duplicates) ||
+        ng_json_raw(&b, ", \"dead_lettered\": ") ||
+        ng_json_u64(&b, r->dead_lettered) ||
+        ng_json_raw(&b, ", \"rewrites\": ") || ng_json_u64(&b, r->rewrites) ||
+        ng_json_raw(&b, ", \"incomplete\": ") ||
+        ng_json_u64(&b, r->incomplete) ||
+        ng_json_raw(&b, ", \"without_step\": ") ||
+        ng_json_u64(&b, r->without_step) || ng_json_raw(&b, ", \"bytes\": ") ||
+        ng_json_u64(&b, r->bytes) || ng_json_raw(&b, ", \"seconds\": ") ||
+        ng_json_raw(&b, secs) || ng_json_raw(&b, ", \"batches\": ") ||
+        ng_json_u64(&b, r->sink.batches) ||
+        ng_json_raw(&b, ", \"round_trips\": ") ||
+        ng_json_u64(&b, r->sink.round_trips) ||
+        ng_json_raw(&b, ", \"bisect_round_trips\": ") ||
+        ng_json_u64(&b, r->sink.bisect_round_trips) ||
+        ng_json_raw(&b, ", \"connects\": ") ||
+        ng_json_u64(&b, r->sink.connects) ||
+        ng_json_raw(&b, ", \"compression\": ") ||
+        ng_json_cstr(&b, r->compression) ||
+        ng_json_raw(&b, ", \"exit_status\": ") ||
+        ng_json_u64(&b, (uint64_t)status);
     if (rc == 0 && r->resume_from_line != 0) {
         rc = ng_json_raw(&b, ", \"resume_from_line\": ") ||
              ng_json_u64(&b, r->resume_from_line);
@@ -181,6 +190,7 @@ int cmd_load(int argc, char **argv)
         {"start-line", required_argument, NULL, 's'},
         {"max-message-bytes", required_argument, NULL, 'm'},
         {"jobs", required_argument, NULL, 'j'},
+        {"require-complete", no_argument, NULL, 'R'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -205,6 +215,9 @@ int cmd_load(int argc, char **argv)
             break;
         case 'c':
             o.sink.create_table = 1;
+            break;
+        case 'R':
+            o.require_complete = true;
             break;
         case 'o':
             if (strcmp(optarg, "nothing") == 0) {

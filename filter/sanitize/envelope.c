@@ -105,5 +105,11 @@ int envelope_read(const sanitize *h, envelope *env, char *why, size_t why_len)
                      &env->metadata_len, why, why_len)) {
         return -1;
     }
+    env->blobs = NULL;
+    env->nblobs = 0;
+    env->writes = NULL;
+    env->nwrites = 0;
+    env->has_step = 0;
+    env->missing_channel = NULL;
     return 0;
 }

@@ -47,7 +47,8 @@ static const char *const kind_names[SANITIZE_KIND_COUNT] = {
 
 static const char *const field_names[SANITIZE_FIELD_COUNT] = {
     "thread_id", "checkpoint_ns", "checkpoint_id", "parent_checkpoint_id",
-    "type",      "checkpoint",    "metadata",
+    "type",      "checkpoint",    "metadata",      "blobs",
+    "writes",
 };
 
 const char *sanitize_kind_name(sanitize_kind kind)
