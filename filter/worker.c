@@ -130,6 +130,15 @@ struct slot {
 
 #define TAG_UNTRACKED UINT64_MAX
 
+/* Dead letters by error code, for /metrics: the codes are few
+ * (malformed_json, bad_envelope, too_large, pg_<SQLSTATE>); past the
+ * table's size the rest count as "other". */
+#define DLQ_CODES 32
+struct code_count {
+    char code[sizeof((ng_error *)0)->code];
+    uint64_t n;
+};
+
 struct counters {
     uint64_t consumed, stored, duplicates, dead_lettered, tombstones;
     uint64_t bytes, critical;
@@ -250,6 +259,8 @@ struct worker {
     ng_histogram write_seconds, latency_seconds;
     uint64_t dlq_produce_failures, notify_produce_failures;
     uint64_t connects[2]; /* each sink's, as last seen */
+    struct code_count dlq_codes[DLQ_CODES];
+    size_t ndlq_codes;
     ng_buf extra;
 };
 
@@ -458,6 +469,23 @@ static void dead_letter(worker *w, struct slot *s, const char *klass,
     send_dead_letter(w, s);
 }
 
+/* The count of code; the last entry of the table is "other". */
+static struct code_count *code_entry(worker *w, const char *code)
+{
+    for (size_t i = 0; i < w->ndlq_codes; i++) {
+        if (strcmp(w->dlq_codes[i].code, code) == 0) {
+            return &w->dlq_codes[i];
+        }
+    }
+    if (w->ndlq_codes >= DLQ_CODES - 1 && strcmp(code, "other") != 0) {
+        return code_entry(w, "other");
+    }
+    struct code_count *c = &w->dlq_codes[w->ndlq_codes++];
+    snprintf(c->code, sizeof c->code, "%s", code);
+    c->n = 0;
+    return c;
+}
+
 /* Delivery report from the producer. */
 static void on_ack(void *ctx, uint64_t tag, rd_kafka_resp_err_t err,
                    int32_t partition, int64_t offset)
@@ -484,6 +512,7 @@ static void on_ack(void *ctx, uint64_t tag, rd_kafka_resp_err_t err,
         send_notification(w, s);
     } else if (s->state == SLOT_NOTIFY) {
         w->n.dead_lettered++;
+        code_entry(w, s->err.code)->n++;
         slot_release(w, s, true);
     }
 }
@@ -1304,14 +1333,20 @@ static int metrics_extra(worker *w, ng_buf *out)
                                "the running build: 1, with versions as labels",
                                "gauge") ||
              ng_metrics_series(out, "nanguard_build_info", labels, 1);
-    size_t nlag = consumer_lag_count(w->cons);
-    if (nlag > 0) {
-        rc = rc || ng_metrics_header(out, "nanguard_consumer_lag",
-                                     "messages after the committed offset, "
-                                     "per partition held (librdkafka "
-                                     "statistics)",
-                                     "gauge");
+    rc = rc || ng_metrics_header(out, "nanguard_dead_lettered_by_code_total",
+                                 "messages sent to the dead-letter topic, by "
+                                 "error code (nanguard.error.code)",
+                                 "counter");
+    for (size_t i = 0; i < w->ndlq_codes && rc == 0; i++) {
+        snprintf(labels, sizeof labels, "code=\"%s\"", w->dlq_codes[i].code);
+        rc = ng_metrics_series(out, "nanguard_dead_lettered_by_code_total",
+                               labels, (double)w->dlq_codes[i].n);
     }
+    size_t nlag = consumer_lag_count(w->cons);
+    rc = rc || ng_metrics_header(out, "nanguard_consumer_lag",
+                                 "messages after the committed offset, per "
+                                 "partition held (librdkafka statistics)",
+                                 "gauge");
     for (size_t i = 0; i < nlag && rc == 0; i++) {
         const kafka_partition_lag *l = consumer_lag_at(w->cons, i);
         snprintf(labels, sizeof labels, "topic=\"%s\",partition=\"%d\"",

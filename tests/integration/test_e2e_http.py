@@ -91,6 +91,7 @@ def body():
         "nanguard_rows_stored_total": 5,
         "nanguard_rows_duplicate_total": 0,
         "nanguard_dead_lettered_total": 1,
+        'nanguard_dead_lettered_by_code_total{code="malformed_json"}': 1,
         "nanguard_tombstones_total": 1,
         'nanguard_rewrites_total{kind="nan"}': 2,
         'nanguard_rewrites_total{kind="infinity"}': 2,

@@ -96,6 +96,13 @@ def body():
     check(re.search(r'^nanguard_build_info\{version="[0-9.]+",librdkafka="[^"]+",'
                     r'libpq="[0-9.]+"\} 1$', text, re.M),
           "nanguard_build_info names the versions")
+    sys.path.insert(0, os.path.join(e2e.SOURCE, "tests", "deploy"))
+    import test_dashboard  # noqa: E402
+    used = test_dashboard.used_names(e2e.SOURCE)
+    exported = test_dashboard.exported_from_scrape(text)
+    missing = sorted(n for n in used if n not in exported)
+    check(used and not missing, "every metric the dashboard and the alerts use is in "
+          "this /metrics scrape (%d names)" % len(used), missing)
     _, m = e2e.scrape(port)
     check(m.get("nanguard_postgres_reconnects_total") == 0 and
           m.get("nanguard_dead_letter_produce_failures_total") == 0 and
