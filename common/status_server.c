@@ -5,7 +5,9 @@
 #include "common/clock.h"
 
 #include <microhttpd.h>
+#include <arpa/inet.h>
 #include <netdb.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -109,25 +111,47 @@ static int split_listen(const char *listen, char *host, size_t hostcap,
     return atoi(p) <= 65535 ? 0 : -1;
 }
 
-ng_status_server *ng_status_server_start(const char *listen, ng_status *st,
-                                         ng_error *err)
+int ng_listen_resolve(const char *listen, struct addrinfo **ai, ng_error *err)
 {
     char host[256], port[8];
     if (split_listen(listen, host, sizeof host, port, sizeof port) != 0) {
-        ng_error_set(err, NG_ERR_CONFIG, "usage",
-                     "--http-listen wants HOST:PORT, [IPv6]:PORT or :PORT, "
-                     "not \"%s\"",
-                     listen);
-        return NULL;
+        return ng_error_set(err, NG_ERR_CONFIG, "usage",
+                            "--http-listen wants HOST:PORT, [IPv6]:PORT or "
+                            ":PORT, not \"%s\"",
+                            listen);
     }
-    struct addrinfo hints = {0}, *ai = NULL;
+    struct addrinfo hints = {0};
     hints.ai_family = AF_UNSPEC;
     hints.ai_socktype = SOCK_STREAM;
     hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
-    int gai = getaddrinfo(host[0] ? host : NULL, port, &hints, &ai);
+    int gai = getaddrinfo(host[0] ? host : NULL, port, &hints, ai);
     if (gai != 0) {
-        ng_error_set(err, NG_ERR_CONFIG, "usage", "--http-listen %s: %s",
-                     listen, gai_strerror(gai));
+        return ng_error_set(err, NG_ERR_CONFIG, "usage",
+                            "--http-listen %s: %s", listen, gai_strerror(gai));
+    }
+    return 0;
+}
+
+int ng_addr_is_loopback(const struct addrinfo *ai)
+{
+    if (ai->ai_family == AF_INET) {
+        const struct sockaddr_in *a = (const void *)ai->ai_addr;
+        return (ntohl(a->sin_addr.s_addr) >> 24) == 127;
+    }
+    if (ai->ai_family == AF_INET6) {
+        const struct sockaddr_in6 *a = (const void *)ai->ai_addr;
+        return IN6_IS_ADDR_LOOPBACK(&a->sin6_addr) ||
+               (IN6_IS_ADDR_V4MAPPED(&a->sin6_addr) &&
+                a->sin6_addr.s6_addr[12] == 127);
+    }
+    return 0;
+}
+
+ng_status_server *ng_status_server_start(const char *listen, ng_status *st,
+                                         ng_error *err)
+{
+    struct addrinfo *ai = NULL;
+    if (ng_listen_resolve(listen, &ai, err) != 0) {
         return NULL;
     }
     ng_status_server *s = calloc(1, sizeof *s);
@@ -155,7 +179,7 @@ ng_status_server *ng_status_server_start(const char *listen, ng_status *st,
     }
     const union MHD_DaemonInfo *info =
         MHD_get_daemon_info(s->d, MHD_DAEMON_INFO_BIND_PORT);
-    s->port = info ? (int)info->port : atoi(port);
+    s->port = info ? (int)info->port : 0;
     return s;
 }
 

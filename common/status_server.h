@@ -13,6 +13,14 @@
 #include "common/status.h"
 
 typedef struct ng_status_server ng_status_server;
+struct addrinfo;
+
+/* Resolves listen ("HOST:PORT", "[IPv6]:PORT", ":PORT" for every
+ * interface) for a passive socket, as ng_status_server_start does. Returns
+ * 0 and *ai (the caller's, freeaddrinfo), or -1 with err (code "usage"). */
+int ng_listen_resolve(const char *listen, struct addrinfo **ai, ng_error *err);
+/* Whether addr is a loopback address (127.0.0.0/8, ::1, ::ffff:127.x). */
+int ng_addr_is_loopback(const struct addrinfo *ai);
 
 /* Listens on listen: "HOST:PORT", "[IPv6]:PORT", or ":PORT" for every
  * interface; port 0 takes a free one. st must outlive the server. Returns

@@ -9,5 +9,6 @@ int cmd_load(int argc, char **argv);
 int cmd_worker(int argc, char **argv);
 int cmd_schema(int argc, char **argv);
 int cmd_dlq(int argc, char **argv);
+int cmd_notify(int argc, char **argv);
 
 #endif

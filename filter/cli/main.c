@@ -22,6 +22,8 @@ static const struct {
     {"schema", cmd_schema, "print the SQL of LangGraph's checkpoint tables"},
     {"dlq", cmd_dlq,
      "inspect, count and replay the records of a dead-letter topic"},
+    {"notify", cmd_notify,
+     "stream notifications to browsers (SSE) and serve the banner page"},
 };
 
 static void usage(FILE *out)
