@@ -4,8 +4,8 @@
 
 #include "common/clock.h"
 
-#include <microhttpd.h>
 #include <arpa/inet.h>
+#include <microhttpd.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <stdio.h>
@@ -126,8 +126,8 @@ int ng_listen_resolve(const char *listen, struct addrinfo **ai, ng_error *err)
     hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
     int gai = getaddrinfo(host[0] ? host : NULL, port, &hints, ai);
     if (gai != 0) {
-        return ng_error_set(err, NG_ERR_CONFIG, "usage",
-                            "--http-listen %s: %s", listen, gai_strerror(gai));
+        return ng_error_set(err, NG_ERR_CONFIG, "usage", "--http-listen %s: %s",
+                            listen, gai_strerror(gai));
     }
     return 0;
 }

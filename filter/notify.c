@@ -17,6 +17,7 @@
 #include "common/ratelimit.h"
 #include "common/status.h"
 #include "common/status_server.h"
+#include "filter/kafka/kafka_conf.h"
 #include "filter/kafka/reader.h"
 #include "filter/notify_hub.h"
 #include "filter/notify_ui.h"
@@ -179,50 +180,6 @@ static bool link_ok(const char *url)
         }
     }
     return true;
-}
-
-static int conf_set(rd_kafka_conf_t *conf, const char *k, const char *v,
-                    ng_error *err)
-{
-    char errstr[256];
-    rd_kafka_conf_res_t r = rd_kafka_conf_set(conf, k, v, errstr, sizeof errstr);
-    if (r != RD_KAFKA_CONF_OK) {
-        return ng_error_set(err, NG_ERR_CONFIG, "kafka_config", "%s: %s", k,
-                            r == RD_KAFKA_CONF_UNKNOWN
-                                ? "unknown librdkafka property"
-                                : errstr);
-    }
-    return 0;
-}
-
-static void kafka_log(const rd_kafka_t *rk, int level, const char *fac,
-                      const char *buf)
-{
-    (void)rk;
-    ng_log(level <= 3 ? NG_LOG_ERROR : level <= 5 ? NG_LOG_WARN : NG_LOG_INFO,
-           buf, "source", "librdkafka", "facility", fac, NULL);
-}
-
-/* bootstrap.servers, then the user's -X / kafka.* properties. */
-static rd_kafka_conf_t *kafka_conf(const ng_config *cfg, ng_error *err)
-{
-    rd_kafka_conf_t *conf = rd_kafka_conf_new();
-    rd_kafka_conf_set_log_cb(conf, kafka_log);
-    if (conf_set(conf, "bootstrap.servers", ng_config_get(cfg, "brokers"),
-                 err) ||
-        conf_set(conf, "client.id", "nanguard-notify", err)) {
-        rd_kafka_conf_destroy(conf);
-        return NULL;
-    }
-    for (size_t i = 0; i < ng_config_kafka_count(cfg); i++) {
-        const char *k, *v;
-        ng_config_kafka_at(cfg, i, &k, &v);
-        if (conf_set(conf, k, v, err) != 0) {
-            rd_kafka_conf_destroy(conf);
-            return NULL;
-        }
-    }
-    return conf;
 }
 
 /* ------------------------------------------------------------------------
@@ -465,13 +422,12 @@ static enum MHD_Result serve_status(notify *n, struct MHD_Connection *conn,
         code = ng_status_metrics(n->st, &body) == 0 ? 200 : -1;
         type = "text/plain; version=0.0.4; charset=utf-8";
     } else {
-        code = ng_status_health(n->st, strcmp(url, "/readyz") == 0,
-                                ng_now_ms(), &body);
+        code = ng_status_health(n->st, strcmp(url, "/readyz") == 0, ng_now_ms(),
+                                &body);
     }
-    enum MHD_Result ok =
-        code < 0 ? reply_text(n, conn, 500, "out of memory\n")
-                 : reply(n, conn, (unsigned int)code, type,
-                         body.data ? body.data : "", body.len);
+    enum MHD_Result ok = code < 0 ? reply_text(n, conn, 500, "out of memory\n")
+                                  : reply(n, conn, (unsigned int)code, type,
+                                          body.data ? body.data : "", body.len);
     ng_buf_free(&body);
     return ok;
 }
@@ -600,8 +556,7 @@ static int make_metrics(notify *n)
     for (int i = 0; i < n->nparts; i++) {
         snprintf(n->labels[i], sizeof n->labels[i], "partition=\"%d\"", i);
         n->metrics[M_FIXED + i] = (ng_metric){
-            "nanguard_notify_consumer_position", n->labels[i],
-            NG_METRIC_GAUGE,
+            "nanguard_notify_consumer_position", n->labels[i], NG_METRIC_GAUGE,
             "the next offset the gateway reads, per partition"};
     }
     n->st = ng_status_new(n->metrics, n->nmetrics, 60000);
@@ -652,6 +607,28 @@ static int64_t wall_ms(void)
     return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
 }
 
+/* Refuses a non-loopback address without a token secret (the streams
+ * would be anybody's), unless --insecure-public. */
+static int check_listen(const notify *n, const ng_config *cfg, ng_error *err)
+{
+    const char *listen = ng_config_get(cfg, "http-listen");
+    struct addrinfo *ai = NULL;
+    if (ng_listen_resolve(listen, &ai, err) != 0) {
+        return -1;
+    }
+    int loopback = ng_addr_is_loopback(ai);
+    freeaddrinfo(ai);
+    if (!loopback && n->secret == NULL &&
+        !ng_config_flag(cfg, "insecure-public")) {
+        return ng_error_set(err, NG_ERR_CONFIG, "insecure_listen",
+                            "refusing to serve notifications on %s (not a "
+                            "loopback address) without --token-secret-file; "
+                            "--insecure-public serves it anyway",
+                            listen);
+    }
+    return 0;
+}
+
 static int start_http(notify *n, const ng_config *cfg, size_t max_conn,
                       ng_error *err)
 {
@@ -660,25 +637,16 @@ static int start_http(notify *n, const ng_config *cfg, size_t max_conn,
     if (ng_listen_resolve(listen, &ai, err) != 0) {
         return -1;
     }
-    if (!ng_addr_is_loopback(ai) && n->secret == NULL &&
-        !ng_config_flag(cfg, "insecure-public")) {
-        freeaddrinfo(ai);
-        return ng_error_set(err, NG_ERR_CONFIG, "insecure_listen",
-                            "refusing to serve notifications on %s (not a "
-                            "loopback address) without --token-secret-file; "
-                            "--insecure-public serves it anyway",
-                            listen);
-    }
     raise_fd_limit(max_conn + 256);
-    unsigned int flags = MHD_USE_EPOLL_INTERNAL_THREAD |
-                         MHD_ALLOW_SUSPEND_RESUME;
+    unsigned int flags =
+        MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME;
     if (ai->ai_family == AF_INET6) {
         flags |= MHD_USE_IPv6;
     }
     unsigned timeout = (unsigned)(n->heartbeat_ms / 1000) * 3 + 10;
     n->d = MHD_start_daemon(
-        flags, 0, NULL, NULL, on_request, n, MHD_OPTION_SOCK_ADDR,
-        ai->ai_addr, MHD_OPTION_CONNECTION_LIMIT, (unsigned int)max_conn + 64,
+        flags, 0, NULL, NULL, on_request, n, MHD_OPTION_SOCK_ADDR, ai->ai_addr,
+        MHD_OPTION_CONNECTION_LIMIT, (unsigned int)max_conn + 64,
         MHD_OPTION_CONNECTION_TIMEOUT, timeout,
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)16384, MHD_OPTION_END);
     freeaddrinfo(ai);
@@ -738,8 +706,8 @@ notify *notify_new(const ng_config *cfg, ng_error *err)
     long long kept = ng_config_int(cfg, "backlog-max-bytes");
     long long hb = ng_config_int(cfg, "heartbeat-ms");
     long long retry = ng_config_int(cfg, "retry-ms");
-    if (max_conn < 1 || max_conn > 1000000 || client_buf < 4096 ||
-        kept < 0 || hb < 100 || retry < 0) {
+    if (max_conn < 1 || max_conn > 1000000 || client_buf < 4096 || kept < 0 ||
+        hb < 100 || retry < 0) {
         ng_error_set(err, NG_ERR_CONFIG, "usage",
                      "--max-connections wants 1..1000000, "
                      "--client-buffer-bytes at least 4096, --heartbeat-ms "
@@ -769,7 +737,12 @@ notify *notify_new(const ng_config *cfg, ng_error *err)
         return NULL;
     }
 
-    rd_kafka_conf_t *conf = kafka_conf(cfg, err);
+    static const char *const ours[][2] = {{"client.id", "nanguard-notify"}};
+    if (check_listen(n, cfg, err) != 0) {
+        notify_free(n);
+        return NULL;
+    }
+    rd_kafka_conf_t *conf = kafka_conf_new(cfg, ours, 1, err);
     if (conf == NULL) {
         notify_free(n);
         return NULL;
@@ -907,8 +880,8 @@ static void take(notify *n, const rd_kafka_message_t *m)
         if (ng_ratelimit_allow(&n->log_bad, ng_now_ms(), &held)) {
             char off[24];
             snprintf(off, sizeof off, "%lld", (long long)m->offset);
-            ng_log(NG_LOG_WARN, "notification is not JSON; skipped",
-                   "offset#", off, NULL);
+            ng_log(NG_LOG_WARN, "notification is not JSON; skipped", "offset#",
+                   off, NULL);
         }
     }
     if (thread == NULL && m->key != NULL && m->key_len <= MAX_THREAD_LEN &&
@@ -943,8 +916,8 @@ int notify_run(notify *n, volatile sig_atomic_t *stop)
             take(n, m);
             rd_kafka_message_destroy(m);
         } else if (rs == READER_ERROR) {
-            ng_log(NG_LOG_ERROR, "cannot read the notification topic",
-                   "reason", err.message, NULL);
+            ng_log(NG_LOG_ERROR, "cannot read the notification topic", "reason",
+                   err.message, NULL);
             status = EX_UNAVAILABLE;
             break;
         }

@@ -20,7 +20,7 @@ struct event {
     int64_t offset;
     int64_t ts_ms;
     char *thread;
-    size_t len; /* of frame */
+    size_t len;   /* of frame */
     char frame[]; /* "id: ...\nevent: ...\ndata: ...\n\n" */
 };
 
@@ -115,8 +115,8 @@ void notify_hub_free(notify_hub *h)
     free(h);
 }
 
-int notify_cursor_format(const int64_t *positions, size_t partitions,
-                         char *out, size_t cap)
+int notify_cursor_format(const int64_t *positions, size_t partitions, char *out,
+                         size_t cap)
 {
     size_t len = 0;
     if (cap == 0) {
@@ -124,8 +124,8 @@ int notify_cursor_format(const int64_t *positions, size_t partitions,
     }
     out[0] = '\0';
     for (size_t i = 0; i < partitions; i++) {
-        int n = snprintf(out + len, cap - len, "%s%zu:%" PRId64,
-                         i ? "," : "", i, positions[i]);
+        int n = snprintf(out + len, cap - len, "%s%zu:%" PRId64, i ? "," : "",
+                         i, positions[i]);
         if (n < 0 || (size_t)n >= cap - len) {
             return -1;
         }
@@ -134,8 +134,7 @@ int notify_cursor_format(const int64_t *positions, size_t partitions,
     return (int)len;
 }
 
-int notify_cursor_parse(const char *text, int64_t *positions,
-                        size_t partitions)
+int notify_cursor_parse(const char *text, int64_t *positions, size_t partitions)
 {
     for (size_t i = 0; i < partitions; i++) {
         positions[i] = 0;
@@ -465,8 +464,8 @@ static void refill(notify_hub *h, notify_stream *s)
         s->scan_seq = first; /* forgotten meanwhile */
     }
     while (s->scan_seq < h->next_seq) {
-        const struct event *e = h->ring[(h->head + (s->scan_seq - first)) %
-                                        h->cap];
+        const struct event *e =
+            h->ring[(h->head + (s->scan_seq - first)) % h->cap];
         if (wants(s, e)) {
             if (s->buf.len > 0 && s->buf.len + e->len > REFILL_BYTES) {
                 return;

@@ -80,13 +80,13 @@ long notify_stream_read(notify_stream *s, char *out, size_t max,
 void notify_hub_close(notify_stream *s);
 
 typedef struct {
-    uint64_t streams;       /* open now */
-    uint64_t events_in;     /* records added */
-    uint64_t events_sent;   /* events put in stream buffers */
-    uint64_t bytes_sent;    /* bytes handed to the HTTP server */
-    uint64_t dropped;       /* streams dropped for not reading */
-    uint64_t refused_full;  /* opens refused: max_streams */
-    uint64_t kept_events;   /* in memory now */
+    uint64_t streams;      /* open now */
+    uint64_t events_in;    /* records added */
+    uint64_t events_sent;  /* events put in stream buffers */
+    uint64_t bytes_sent;   /* bytes handed to the HTTP server */
+    uint64_t dropped;      /* streams dropped for not reading */
+    uint64_t refused_full; /* opens refused: max_streams */
+    uint64_t kept_events;  /* in memory now */
     uint64_t kept_bytes;
 } notify_hub_stats;
 
@@ -97,8 +97,8 @@ void notify_hub_get_stats(notify_hub *h, notify_hub_stats *st,
 
 /* Writes the cursor text for positions into out (cap bytes, NUL ended).
  * Returns its length, or -1 when it does not fit. */
-int notify_cursor_format(const int64_t *positions, size_t partitions,
-                         char *out, size_t cap);
+int notify_cursor_format(const int64_t *positions, size_t partitions, char *out,
+                         size_t cap);
 /* Reads a cursor into positions (partitions entries; partitions it does
  * not name get 0). Returns 0, or -1 when it is not a cursor. */
 int notify_cursor_parse(const char *text, int64_t *positions,

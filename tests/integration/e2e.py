@@ -1019,3 +1019,196 @@ def main(body, cleanup=None):
             for d in _workdirs:
                 shutil.rmtree(d, ignore_errors=True)
     checks.finish()
+
+
+# ---------------------------------------------------------------------------
+# The notification gateway (nanguard notify) and Server-Sent Events clients
+
+
+def token(secret, thread_id):
+    """The stream token the application's backend mints for a thread."""
+    import hashlib
+    import hmac
+    return hmac.new(secret.encode(), thread_id.encode(), hashlib.sha256).hexdigest()
+
+
+class Gateway(Worker):
+    """A `nanguard notify` subprocess; port is read from its log."""
+
+    def __init__(self, name, dirpath, topic, extra=()):
+        super().__init__(name, dirpath, topic, "-", "-")
+        self.log_path = os.path.join(dirpath, "gateway-%s.log" % name)
+        self.args = [BIN, "notify", "--brokers", BROKERS, "--topic", topic,
+                     "--http-listen", "127.0.0.1:0"] + list(extra)
+        self.port = None
+
+    def start(self):
+        super().start()
+        line = wait_until(lambda: self.last("serving /events, /, /metrics and /healthz"),
+                          30, interval=0.1, what="gateway %s to listen" % self.name)
+        self.port = line["port"] if line else None
+        return self
+
+    def url(self, path):
+        return "http://127.0.0.1:%d%s" % (self.port, path)
+
+    def get(self, path, headers=None, timeout=10):
+        """(status, headers dict, body bytes) of one plain request."""
+        import urllib.error
+        import urllib.request
+        req = urllib.request.Request(self.url(path), headers=headers or {})
+        try:
+            with urllib.request.urlopen(req, timeout=timeout) as r:
+                return r.status, dict(r.headers), r.read()
+        except urllib.error.HTTPError as e:
+            return e.code, dict(e.headers), e.read()
+
+    def metrics(self):
+        _, _, body = self.get("/metrics")
+        out = {}
+        for line in body.decode().splitlines():
+            if line and not line.startswith("#"):
+                k, v = line.rsplit(" ", 1)
+                out[k] = float(v)
+        return out
+
+    def rss_kib(self):
+        with open("/proc/%d/status" % self.proc.pid) as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+        return -1
+
+    def cpu_seconds(self):
+        with open("/proc/%d/stat" % self.proc.pid) as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class SseEvent:
+    __slots__ = ("id", "event", "data", "t")
+
+    def __init__(self, id_, event, data, t):
+        self.id, self.event, self.data, self.t = id_, event, data, t
+
+    def json(self):
+        return json.loads(self.data)
+
+
+class SseStream:
+    """One GET /events on a raw socket. read=True parses the stream on a
+    thread of its own (events, comments, retry); read=False only reads the
+    response head and then never reads again (a stalled client), with a
+    small receive buffer."""
+
+    def __init__(self, port, path, headers=None, read=True, rcvbuf=None):
+        import socket
+        self.events, self.comments, self.retry = [], 0, None
+        self.status, self.head, self.closed, self.error = None, b"", False, None
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        if rcvbuf:
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        self.sock.settimeout(10)
+        self.sock.connect(("127.0.0.1", port))
+        req = "GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n" % path
+        for k, v in (headers or {}).items():
+            req += "%s: %s\r\n" % (k, v)
+        self.sock.sendall((req + "\r\n").encode())
+        self._buf = b""
+        while b"\r\n\r\n" not in self._buf:
+            chunk = self.sock.recv(4096 if read else 1)
+            if not chunk:
+                break
+            self._buf += chunk
+        self.head, _, self._buf = self._buf.partition(b"\r\n\r\n")
+        first = self.head.split(b"\r\n", 1)[0].split()
+        self.status = int(first[1]) if len(first) > 1 else None
+        self.headers = {}
+        for line in self.head.split(b"\r\n")[1:]:
+            k, _, v = line.partition(b":")
+            self.headers[k.decode().strip().lower()] = v.decode().strip()
+        self.chunked = self.headers.get("transfer-encoding") == "chunked"
+        self.lock = threading.Lock()
+        if read and self.status == 200:
+            self.thread = threading.Thread(target=self._run, daemon=True)
+            self.thread.start()
+
+    def _body(self):
+        """Yields the body's bytes (de-chunked)."""
+        buf = self._buf
+        self._buf = b""
+        self.sock.settimeout(None)
+        while True:
+            if not self.chunked:
+                if buf:
+                    yield buf
+                buf = self.sock.recv(65536)
+                if not buf:
+                    return
+                continue
+            while b"\r\n" not in buf:
+                more = self.sock.recv(65536)
+                if not more:
+                    return
+                buf += more
+            size_line, _, buf = buf.partition(b"\r\n")
+            size = int(size_line.split(b";")[0], 16)
+            if size == 0:
+                return
+            while len(buf) < size + 2:
+                more = self.sock.recv(65536)
+                if not more:
+                    return
+                buf += more
+            yield buf[:size]
+            buf = buf[size + 2:]
+
+    def _run(self):
+        text = b""
+        try:
+            for data in self._body():
+                text += data
+                while b"\n\n" in text:
+                    frame, _, text = text.partition(b"\n\n")
+                    self._frame(frame.decode())
+        except OSError as e:
+            self.error = e
+        self.closed = True
+
+    def _frame(self, frame):
+        id_, event, data = None, "message", []
+        only_comments = True
+        for line in frame.split("\n"):
+            if line.startswith(":"):
+                continue
+            only_comments = False
+            field, _, value = line.partition(":")
+            value = value[1:] if value.startswith(" ") else value
+            if field == "id":
+                id_ = value
+            elif field == "event":
+                event = value
+            elif field == "data":
+                data.append(value)
+            elif field == "retry":
+                self.retry = int(value)
+        with self.lock:
+            if only_comments:
+                self.comments += 1
+            elif data:
+                self.events.append(SseEvent(id_, event, "\n".join(data), time.time()))
+
+    def got(self):
+        with self.lock:
+            return list(self.events)
+
+    def wait_events(self, n, timeout):
+        return wait_until(lambda: len(self.got()) >= n, timeout, interval=0.05)
+
+    def close(self):
+        import socket
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self.sock.close()
