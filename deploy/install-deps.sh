@@ -6,7 +6,7 @@ set -euo pipefail
 packages=(
     build-essential cmake ninja-build pkg-config
     librdkafka-dev libyajl-dev libpq-dev libcmocka-dev
-    postgresql postgresql-contrib kcat libmicrohttpd-dev
+    postgresql postgresql-contrib kcat libmicrohttpd-dev libssl-dev
     clang-14 libclang-rt-14-dev clang-format
     python3 python3-venv maven openjdk-17-jdk-headless openssl
     chromium chromium-driver python3-selenium
