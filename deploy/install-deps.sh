@@ -12,6 +12,7 @@ packages=(
     chromium chromium-driver python3-selenium
     prometheus
     gnuplot-nox
+    yajl-tools time
 )
 
 missing=()

@@ -1430,7 +1430,8 @@ int loader_run(const loader_options *opts, char **files, int nfiles,
                       .nfiles = nfiles,
                       .start_line = opts->start_line,
                       .max_message_bytes = opts->max_message_bytes,
-                      .san = sanitize_new(NULL),
+                      .san = sanitize_new(&(sanitize_options){
+                          .no_paths = 1}), /* load reports no paths */
                       .reader = envelope_reader_new(0),
                       .require_complete = opts->require_complete};
     lo.jobs = calloc(lo.njobs, sizeof *lo.jobs);

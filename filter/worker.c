@@ -1174,6 +1174,14 @@ worker *worker_new(const ng_config *cfg, ng_error *err)
                      conflict);
         return NULL;
     }
+    long long depth = ng_config_int(cfg, "max-depth");
+    if (depth < 1 || depth > SANITIZE_MAX_DEPTH_LIMIT) {
+        ng_error_set(err, NG_ERR_CONFIG, "usage",
+                     "--max-depth wants a number from 1 to %d "
+                     "(PostgreSQL's jsonb refuses deeper nesting), not %lld",
+                     SANITIZE_MAX_DEPTH_LIMIT, depth);
+        return NULL;
+    }
     worker *w = calloc(1, sizeof *w);
     if (w == NULL) {
         ng_error_set(err, NG_ERR_CONFIG, "oom", "out of memory");
@@ -1211,8 +1219,9 @@ worker *worker_new(const ng_config *cfg, ng_error *err)
     ng_ratelimit_init(&w->log_retry, "not delivered, will retry", LOG_BURST,
                       LOG_WINDOW_MS);
 
-    sanitize_options so = {.max_depth =
-                               (size_t)ng_config_int(cfg, "max-depth")};
+    /* Paths only for the checkpoint_sanitized events. */
+    sanitize_options so = {.max_depth = (size_t)ng_config_int(cfg, "max-depth"),
+                           .no_paths = !w->notify_sanitized};
     w->san = sanitize_new(&so);
     w->offs = offsets_new();
     if (w->topic_list == NULL || w->dlq_topic == NULL || notify_topic == NULL ||

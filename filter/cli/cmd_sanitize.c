@@ -22,7 +22,7 @@ static void usage(FILE *out)
 {
     fprintf(out,
             "usage: nanguard sanitize [--report FILE] [--max-depth N] "
-            "[FILE...]\n\n"
+            "[--full-feed] [FILE...]\n\n"
             "Reads a stream of JSON values (concatenated or one per line) "
             "from the FILEs\n"
             "or standard input ('-'), and writes it to standard output "
@@ -34,13 +34,17 @@ static void usage(FILE *out)
             "range become null.\n\n"
             "options:\n"
             "  --report FILE    write what was changed as JSON to FILE\n"
-            "  --max-depth N    refuse nesting deeper than N (default %d)\n"
+            "  --max-depth N    refuse nesting deeper than N (default %d, at "
+            "most %d)\n"
+            "  --full-feed      give yajl every byte (the slower reference "
+            "way; same\n"
+            "                   output and errors)\n"
             "  -h, --help       show this help\n\n"
             "exit status: 0 all input was JSON (repaired or not), 65 "
             "malformed input\n"
             "(stderr names the file, byte offset and reason), 64 bad usage, "
             "74 I/O error.\n",
-            SANITIZE_DEFAULT_MAX_DEPTH);
+            SANITIZE_DEFAULT_MAX_DEPTH, SANITIZE_MAX_DEPTH_LIMIT);
 }
 
 static int write_stdout(void *ctx, const char *buf, size_t len)
@@ -130,6 +134,7 @@ int cmd_sanitize(int argc, char **argv)
     static const struct option longopts[] = {
         {"report", required_argument, NULL, 'r'},
         {"max-depth", required_argument, NULL, 'd'},
+        {"full-feed", no_argument, NULL, 'F'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -145,16 +150,21 @@ int cmd_sanitize(int argc, char **argv)
             char *end;
             errno = 0;
             unsigned long long v = strtoull(optarg, &end, 10);
-            if (errno || *end || end == optarg || v == 0 || v > 1000000) {
+            if (errno || *end || end == optarg || v == 0 ||
+                v > SANITIZE_MAX_DEPTH_LIMIT) {
                 fprintf(stderr,
                         "nanguard sanitize: --max-depth wants a number "
-                        "from 1 to 1000000, not '%s'\n",
-                        optarg);
+                        "from 1 to %d (PostgreSQL's jsonb refuses deeper "
+                        "nesting), not '%s'\n",
+                        SANITIZE_MAX_DEPTH_LIMIT, optarg);
                 return EX_USAGE;
             }
             opts.max_depth = (size_t)v;
             break;
         }
+        case 'F':
+            opts.full_feed = 1;
+            break;
         case 'h':
             usage(stdout);
             return 0;
@@ -164,6 +174,8 @@ int cmd_sanitize(int argc, char **argv)
         }
     }
 
+    /* Paths are work and memory: only for a report. */
+    opts.no_paths = report_path == NULL;
     sanitize *h = sanitize_new(&opts);
     if (h == NULL) {
         fprintf(stderr, "nanguard: out of memory\n");

@@ -82,6 +82,11 @@ typedef struct {
 } sanitize_options;
 
 #define SANITIZE_DEFAULT_MAX_DEPTH 1000
+/* The deepest nesting a caller should allow: PostgreSQL 15's jsonb, with
+ * its default max_stack_depth (2MB), refuses values nested deeper than
+ * about 13,090 objects or 14,544 arrays ("stack depth limit exceeded",
+ * measured; tests/pg checks this limit is stored). */
+#define SANITIZE_MAX_DEPTH_LIMIT 13000
 #define SANITIZE_DEFAULT_MAX_PATHS 100
 
 /* The top-level members of an envelope that the handle captures when the

@@ -19,6 +19,10 @@ ensure_ascii), runs the sanitizer over it and checks, line by line:
       "paths" the oracle's first 100 JSON Pointers;
   (e) sanitizing the output again changes nothing and reports no rewrites.
 
+The default skeleton feed and --full-feed (every byte to yajl) must agree on
+every file here and on 300 corrupted corpus lines: exit status, output,
+stderr (byte offset and reason) and report.
+
 Then hand-made edge files go through, each with its exact expected output,
 counts and paths, and malformed inputs must fail with exit status 65.
 
@@ -661,6 +665,62 @@ def edge_checks():
               "exit %d, stderr %r" % (rc, err.strip()[:200]))
 
 
+# --- both feed modes -------------------------------------------------------------
+
+def both_modes(path):
+    """The skeleton feed (default) and --full-feed on one file: the same
+    exit status, output, stderr (byte offset and reason) and report."""
+    got = []
+    for extra in ([], ["--full-feed"]):
+        rep = path + (".full" if extra else ".skel") + ".report.json"
+        rc, out, err = run(["sanitize", "--report", rep] + extra + [path])
+        report = load_report(rep) if os.path.exists(rep) else None
+        if os.path.exists(rep):
+            os.unlink(rep)
+        got.append((rc, out, err, report))
+    return got[0] == got[1], got
+
+
+def feed_mode_checks():
+    import random
+    files = sorted(os.path.join(TMP, n) for n in os.listdir(TMP)
+                   if re.match(r"(edge|bad)\d+\.json$|corpus\.ndjson$", n))
+    bad = [p for p in files if not both_modes(p)[0]]
+    check("both feed modes agree on the %d edge, malformed and corpus files" % len(files),
+          not bad, "differ: %s" % bad[:5])
+    # Corrupted corpus lines: one byte deleted, doubled or replaced, or the
+    # line cut, so that the modes are compared on errors too.
+    corpus = os.path.join(TMP, "corpus.ndjson")
+    if not os.path.exists(corpus):
+        return
+    with open(corpus, "rb") as f:
+        lines = [l for l in f.read().split(b"\n") if l]
+    rng = random.Random(SEED)
+    differ, errors = [], 0
+    path = os.path.join(TMP, "mutant.json")
+    for i in range(300):
+        line = bytearray(rng.choice(lines))
+        at = rng.randrange(len(line))
+        how = rng.randrange(4)
+        if how == 0:
+            del line[at]
+        elif how == 1:
+            line.insert(at, line[at])
+        elif how == 2:
+            line[at] = rng.choice(b'",]}\\\x01N0 :[{e.-')
+        else:
+            del line[at:]
+        with open(path, "wb") as f:
+            f.write(bytes(line) + b"\n")
+        same_out, got = both_modes(path)
+        errors += got[0][0] != 0
+        if not same_out:
+            differ.append((i, got[0][0], got[0][2][:120], got[1][0], got[1][2][:120]))
+    check("both feed modes agree on 300 corrupted corpus lines (%d refused)" % errors,
+          not differ and errors > 100, "differ: %r" % differ[:3])
+    os.unlink(path)
+
+
 def main():
     sys.setrecursionlimit(20000)  # the deep edge case and the tree walks
     if not BIN or not os.access(BIN, os.X_OK):
@@ -671,6 +731,7 @@ def main():
     t0 = time.time()
     edge_checks()
     corpus_checks()
+    feed_mode_checks()
     if not failed:  # keep the evidence only when something failed
         for name in os.listdir(TMP):
             if name.endswith((".ndjson", ".out", ".out2")):
