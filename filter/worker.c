@@ -120,15 +120,27 @@ struct slot {
     char *checkpoint_ns;
     ng_error err;
     const char *exception_class;
-    int attempts;    /* PostgreSQL attempts that failed on this message */
-    int sink;        /* BATCH: which of the two sinks holds its row */
-    bool notify_due; /* RETRY: the notification, not the record */
+    int attempts;      /* PostgreSQL attempts that failed on this message */
+    int sink;          /* BATCH: which of the two sinks holds its row */
+    bool notify_due;   /* RETRY: the notification, not the record */
+    int shrink;        /* the record refused for its size: 1 sent without the
+                        * value, 2 without value and key (outcome.h) */
+    int size_refusals; /* of the whole record, while it would fit alone */
     int32_t dlq_partition;
     int64_t dlq_offset;
     uint64_t retry_at;
 };
 
 #define TAG_UNTRACKED UINT64_MAX
+/* Room for the dead-letter headers when a record is measured against the
+ * dead-letter topic's max.message.bytes. */
+#define DLQ_HEADER_ROOM 4096
+/* The dead-letter topic's limit when the broker does not say it (about
+ * Kafka's default, and librdkafka's batch.size). */
+#define DLQ_LIMIT_DEFAULT 1000000
+/* Size refusals of a record that would fit alone before it is sent
+ * without its value anyway. */
+#define SIZE_REFUSALS_MAX 8
 
 /* Dead letters by error code, for /metrics: the codes are few
  * (malformed_json, bad_envelope, too_large, pg_<SQLSTATE>); past the
@@ -142,6 +154,8 @@ struct code_count {
 struct counters {
     uint64_t consumed, stored, duplicates, dead_lettered, tombstones;
     uint64_t bytes, critical;
+    uint64_t values_omitted; /* dead letters sent without their value */
+    uint64_t dlq_lost;       /* refused for size even without key and value */
     uint64_t by_kind[SANITIZE_KIND_COUNT]; /* values repaired, by kind */
 };
 
@@ -186,6 +200,12 @@ static const ng_metric worker_metrics[] = {
      "again)"},
     {"nanguard_notification_produce_failures_total", NULL, NG_METRIC_COUNTER,
      "notifications the producer or the broker refused"},
+    {"nanguard_dead_letter_values_omitted_total", NULL, NG_METRIC_COUNTER,
+     "dead-letter records sent without the value, too large for the topic "
+     "(nanguard.value.omitted, nanguard.value.sha256)"},
+    {"nanguard_dead_letters_lost_total", NULL, NG_METRIC_COUNTER,
+     "dead-letter records refused for their size even without key and "
+     "value (notified and logged, not on the topic)"},
 };
 #define N_METRICS (sizeof worker_metrics / sizeof worker_metrics[0])
 /* Histogram buckets, in seconds: a batch written to PostgreSQL, and a
@@ -216,6 +236,7 @@ struct worker {
     char *dlq_topic;
     char *flush_error_message, *critical_message; /* what users read */
     size_t max_message_bytes;
+    size_t dlq_limit; /* the dead-letter topic's max.message.bytes */
     uint64_t critical_after_ms, retry_max_ms, shutdown_timeout_ms;
     uint64_t stats_interval_ms;
     bool notify_sanitized;
@@ -356,6 +377,7 @@ static void slot_release(worker *w, struct slot *s, bool finished)
  * Outcomes: dead-letter records and notifications
  */
 static void send_dead_letter(worker *w, struct slot *s);
+static void too_large(worker *w, struct slot *s, const char *why);
 
 /* "N lines of this kind were held back" (common/ratelimit.h). */
 static void log_suppressed(const ng_ratelimit *r, uint64_t n)
@@ -443,13 +465,67 @@ static void send_dead_letter(worker *w, struct slot *s)
         .exception_class = s->exception_class,
         .error = &s->err,
         .attempts = s->attempts,
+        .omit_value = s->shrink >= 1,
+        .omit_key = s->shrink >= 2,
     };
     ng_error err;
     w->nretry -= s->state == SLOT_RETRY;
     s->state = SLOT_DLQ;
     if (outcome_dead_letter(w->out, &req, slot_tag(w, s), &err) != 0) {
-        retry_later(w, s, false, err.message);
+        if (strcmp(err.code, "kafka_too_large") == 0) {
+            too_large(w, s, err.message); /* larger than message.max.bytes */
+        } else {
+            retry_later(w, s, false, err.message);
+        }
     }
+}
+
+/* The producer or the broker refused s's dead-letter record for its size:
+ * sending it again cannot help, so send it without the value, then without
+ * the key as well; refused even then, the message is given up (logged,
+ * counted, notified with no dead-letter position) so its partition goes
+ * on. */
+static void too_large(worker *w, struct slot *s, const char *why)
+{
+    /* The broker refuses a whole batch: a record that fits the topic's
+     * limit alone was refused for the records batched with it, and goes
+     * again as it is (a few times: the limit may have been lowered). */
+    if (s->shrink == 0 &&
+        s->rkm->len + s->rkm->key_len + DLQ_HEADER_ROOM <= w->dlq_limit &&
+        ++s->size_refusals < SIZE_REFUSALS_MAX) {
+        retry_later(w, s, false, why);
+        return;
+    }
+    char part[16], off[24], len[24];
+    snprintf(part, sizeof part, "%d", (int)s->rkm->partition);
+    snprintf(off, sizeof off, "%lld", (long long)s->rkm->offset);
+    snprintf(len, sizeof len, "%zu", s->rkm->len);
+    if (s->shrink < 2) {
+        s->shrink++;
+        w->n.values_omitted += s->shrink == 1;
+        if (log_allowed(&w->log_dead_letter)) {
+            ng_log(
+                NG_LOG_WARN,
+                s->shrink == 1
+                    ? "dead-letter record too large for the topic, sending it "
+                      "without the value"
+                    : "dead-letter record too large even without the value, "
+                      "sending it without the key too",
+                "topic", rd_kafka_topic_name(s->rkm->rkt), "partition#", part,
+                "offset#", off, "value_bytes#", len, "error", why, NULL);
+        }
+        send_dead_letter(w, s);
+        return;
+    }
+    w->n.dlq_lost++;
+    ng_log(NG_LOG_ERROR,
+           "dead-letter record refused for its size even without key and "
+           "value; the message is given up (fetch it from its position)",
+           "topic", rd_kafka_topic_name(s->rkm->rkt), "partition#", part,
+           "offset#", off, "value_bytes#", len, "error", why, NULL);
+    s->dlq_partition = -1;
+    s->dlq_offset = -1;
+    send_notification(w, s);
 }
 
 /* The message cannot be stored: to the dead-letter topic with the reason. */
@@ -499,6 +575,11 @@ static void on_ack(void *ctx, uint64_t tag, rd_kafka_resp_err_t err,
             ng_log(NG_LOG_WARN, "event not delivered", "error",
                    rd_kafka_err2str(err), NULL);
         }
+        return;
+    }
+    if (err != RD_KAFKA_RESP_ERR_NO_ERROR && s->state == SLOT_DLQ &&
+        outcome_err_too_large(err)) {
+        too_large(w, s, rd_kafka_err2str(err)); /* the topic's limit */
         return;
     }
     if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
@@ -1111,9 +1192,19 @@ static rd_kafka_conf_t *kafka_conf(const ng_config *cfg, bool consumer_side,
         /* consumer lag for /metrics (filter/kafka/stats.h) */
         {"statistics.interval.ms", "5000"},
     };
-    static const char *const producer_props[][2] = {
+    /* A dead-letter record carries the consumed value: the producer must
+     * take what the consumer does (librdkafka's default is 1 MB), plus
+     * room for the key and headers. */
+    char max_bytes[24];
+    long long want = ng_config_int(cfg, "max-message-bytes") + (1 << 20);
+    snprintf(max_bytes, sizeof max_bytes, "%lld",
+             want < 1000000      ? 1000000
+             : want > 1000000000 ? 1000000000
+                                 : want);
+    const char *const producer_props[][2] = {
         {"acks", "all"},
         {"linger.ms", "5"},
+        {"message.max.bytes", max_bytes},
     };
     return consumer_side
                ? kafka_conf_new(
@@ -1196,6 +1287,7 @@ worker *worker_new(const ng_config *cfg, ng_error *err)
     w->flush_error_message = strdup(ng_config_get(cfg, "flush-error-message"));
     w->critical_message = strdup(ng_config_get(cfg, "critical-message"));
     w->max_message_bytes = (size_t)ng_config_int(cfg, "max-message-bytes");
+    w->dlq_limit = DLQ_LIMIT_DEFAULT;
     w->critical_after_ms = (uint64_t)ng_config_int(cfg, "critical-after-ms");
     w->retry_max_ms = (uint64_t)ng_config_int(cfg, "retry-max-ms");
     w->shutdown_timeout_ms =
@@ -1405,6 +1497,8 @@ static void publish(worker *w, uint64_t now, bool force)
     v[i++] = connects > 1 ? (double)(connects - 1) : 0;
     v[i++] = (double)w->dlq_produce_failures;
     v[i++] = (double)w->notify_produce_failures;
+    v[i++] = (double)w->n.values_omitted;
+    v[i++] = (double)w->n.dlq_lost;
     ng_buf_clear(&w->extra);
     if (metrics_extra(w, &w->extra) == 0) {
         ng_status_set_extra(w->status, w->extra.data, w->extra.len);
@@ -1481,6 +1575,40 @@ static int shut_down(worker *w)
     return 0;
 }
 
+/* Says at start whether the dead-letter topic takes records as large as
+ * the messages consumed; when it does not, the larger dead letters go
+ * without their value (too_large()). */
+static void check_dead_letter_size(worker *w)
+{
+    int64_t topic_max = 0;
+    ng_error err;
+    char have[24], want[24];
+    snprintf(want, sizeof want, "%zu", w->max_message_bytes);
+    if (outcome_dead_letter_max_bytes(w->out, 3000, &topic_max, &err) != 0) {
+        ng_log(NG_LOG_WARN,
+               "cannot read the dead-letter topic's max.message.bytes; a "
+               "dead letter it refuses for its size goes without its value",
+               "topic", w->dlq_topic, "reason", err.message, NULL);
+        return;
+    }
+    w->dlq_limit = (size_t)topic_max;
+    snprintf(have, sizeof have, "%lld", (long long)topic_max);
+    if (topic_max < (int64_t)w->max_message_bytes) {
+        ng_log(NG_LOG_WARN,
+               "the dead-letter topic takes smaller records than the worker "
+               "consumes: a larger dead letter goes without its value "
+               "(headers nanguard.value.omitted, nanguard.value.sha256); to "
+               "keep values, raise the topic's max.message.bytes to "
+               "max_message_bytes",
+               "topic", w->dlq_topic, "topic_max_message_bytes#", have,
+               "max_message_bytes#", want, NULL);
+    } else {
+        ng_log(NG_LOG_INFO, "the dead-letter topic takes the largest messages",
+               "topic", w->dlq_topic, "topic_max_message_bytes#", have,
+               "max_message_bytes#", want, NULL);
+    }
+}
+
 int worker_run(worker *w, volatile sig_atomic_t *stop)
 {
     ng_error err;
@@ -1500,6 +1628,7 @@ int worker_run(worker *w, volatile sig_atomic_t *stop)
     }
     ng_log(NG_LOG_INFO, "worker started", "topics", w->topic_list,
            "dead_letter_topic", w->dlq_topic, NULL);
+    check_dead_letter_size(w);
     w->last_stats = ng_now_ms();
     while (!*stop) {
         bool drained = false;

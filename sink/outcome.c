@@ -3,6 +3,8 @@
 
 #include "common/log.h"
 
+#include <openssl/evp.h>
+
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -90,12 +92,33 @@ void outcome_free(outcome *o)
     free(o);
 }
 
+bool outcome_err_too_large(rd_kafka_resp_err_t e)
+{
+    return e == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE ||
+           e == RD_KAFKA_RESP_ERR_RECORD_LIST_TOO_LARGE;
+}
+
 static int produce_failed(rd_kafka_resp_err_t e, ng_error *err)
 {
     return ng_error_set(
         err,
         e == RD_KAFKA_RESP_ERR__QUEUE_FULL ? NG_ERR_TRANSIENT : NG_ERR_CONFIG,
-        "kafka_produce", "cannot produce: %s", rd_kafka_err2str(e));
+        outcome_err_too_large(e) ? "kafka_too_large" : "kafka_produce",
+        "cannot produce: %s", rd_kafka_err2str(e));
+}
+
+/* The SHA-256 of p[0..n) as 64 lower-case hex digits. */
+static int sha256_hex(const void *p, size_t n, char out[65])
+{
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int len = 0;
+    if (EVP_Digest(p, n, md, &len, EVP_sha256(), NULL) != 1 || len != 32) {
+        return -1;
+    }
+    for (unsigned int i = 0; i < len; i++) {
+        snprintf(out + 2 * i, 3, "%02x", md[i]);
+    }
+    return 0;
 }
 
 /* Whether an incoming header's name is one nanguard writes itself: Kafka
@@ -172,10 +195,27 @@ int outcome_dead_letter(outcome *o, const outcome_dead_letter_req *req,
     for (size_t i = 0; i < sizeof pairs / sizeof pairs[0]; i++) {
         rd_kafka_header_add(h, pairs[i][0], -1, pairs[i][1], -1);
     }
+    char omitted[24], sha[65];
+    if (req->omit_value && req->value != NULL) {
+        if (sha256_hex(req->value, req->value_len, sha) != 0) {
+            rd_kafka_headers_destroy(h);
+            return ng_error_set(err, NG_ERR_TRANSIENT, "oom",
+                                "cannot compute SHA-256");
+        }
+        snprintf(omitted, sizeof omitted, "%zu", req->value_len);
+        rd_kafka_header_add(h, "nanguard.value.omitted", -1, omitted, -1);
+        rd_kafka_header_add(h, "nanguard.value.sha256", -1, sha, -1);
+    }
+    if (req->omit_key && req->key != NULL) {
+        snprintf(omitted, sizeof omitted, "%zu", req->key_len);
+        rd_kafka_header_add(h, "nanguard.key.omitted", -1, omitted, -1);
+    }
     rd_kafka_resp_err_t e = rd_kafka_producev(
         o->rk, RD_KAFKA_V_TOPIC(o->dlq_topic),
-        RD_KAFKA_V_KEY((void *)req->key, req->key_len),
-        RD_KAFKA_V_VALUE((void *)req->value, req->value_len),
+        RD_KAFKA_V_KEY(req->omit_key ? NULL : (void *)req->key,
+                       req->omit_key ? 0 : req->key_len),
+        RD_KAFKA_V_VALUE(req->omit_value ? NULL : (void *)req->value,
+                         req->omit_value ? 0 : req->value_len),
         RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_HEADERS(h),
         RD_KAFKA_V_OPAQUE((void *)(uintptr_t)tag), RD_KAFKA_V_END);
     if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
@@ -216,4 +256,67 @@ int outcome_in_flight(const outcome *o)
 const char *outcome_dead_letter_topic(const outcome *o)
 {
     return o->dlq_topic;
+}
+
+int outcome_dead_letter_max_bytes(outcome *o, int timeout_ms,
+                                  int64_t *max_bytes, ng_error *err)
+{
+    char errstr[256];
+    rd_kafka_ConfigResource_t *res =
+        rd_kafka_ConfigResource_new(RD_KAFKA_RESOURCE_TOPIC, o->dlq_topic);
+    rd_kafka_queue_t *q = rd_kafka_queue_new(o->rk);
+    rd_kafka_AdminOptions_t *ao =
+        rd_kafka_AdminOptions_new(o->rk, RD_KAFKA_ADMIN_OP_DESCRIBECONFIGS);
+    if (res == NULL || q == NULL || ao == NULL) {
+        rd_kafka_ConfigResource_destroy(res);
+        rd_kafka_queue_destroy(q);
+        rd_kafka_AdminOptions_destroy(ao);
+        return ng_error_set(err, NG_ERR_TRANSIENT, "oom", "out of memory");
+    }
+    rd_kafka_AdminOptions_set_request_timeout(ao, timeout_ms, errstr,
+                                              sizeof errstr);
+    rd_kafka_DescribeConfigs(o->rk, &res, 1, ao, q);
+    rd_kafka_event_t *ev = rd_kafka_queue_poll(q, timeout_ms + 1000);
+    int rc = -1;
+    if (ev == NULL) {
+        ng_error_set(err, NG_ERR_TRANSIENT, "kafka_timeout",
+                     "the broker did not answer in %d ms", timeout_ms);
+    } else if (rd_kafka_event_error(ev) != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        ng_error_set(err, NG_ERR_TRANSIENT, "kafka_admin", "%s",
+                     rd_kafka_event_error_string(ev));
+    } else {
+        const rd_kafka_DescribeConfigs_result_t *r =
+            rd_kafka_event_DescribeConfigs_result(ev);
+        size_t n = 0, ne = 0;
+        const rd_kafka_ConfigResource_t **rs =
+            r ? rd_kafka_DescribeConfigs_result_resources(r, &n) : NULL;
+        if (n < 1 || rd_kafka_ConfigResource_error(rs[0]) !=
+                         RD_KAFKA_RESP_ERR_NO_ERROR) {
+            ng_error_set(
+                err, NG_ERR_CONFIG, "kafka_admin", "%s",
+                n < 1 ? "no answer for the topic"
+                      : rd_kafka_err2str(rd_kafka_ConfigResource_error(rs[0])));
+        } else {
+            const rd_kafka_ConfigEntry_t **es =
+                rd_kafka_ConfigResource_configs(rs[0], &ne);
+            for (size_t i = 0; i < ne; i++) {
+                const char *v = rd_kafka_ConfigEntry_value(es[i]);
+                if (strcmp(rd_kafka_ConfigEntry_name(es[i]),
+                           "max.message.bytes") == 0 &&
+                    v != NULL) {
+                    *max_bytes = strtoll(v, NULL, 10);
+                    rc = 0;
+                }
+            }
+            if (rc != 0) {
+                ng_error_set(err, NG_ERR_CONFIG, "kafka_admin",
+                             "the broker gave no max.message.bytes");
+            }
+        }
+    }
+    rd_kafka_event_destroy(ev);
+    rd_kafka_ConfigResource_destroy(res);
+    rd_kafka_AdminOptions_destroy(ao);
+    rd_kafka_queue_destroy(q);
+    return rc;
 }
