@@ -16,6 +16,8 @@ struct consumer {
     rd_kafka_topic_partition_list_t *unstarted;
     int in_group; /* an assignment (maybe empty) came since the last loss */
     int nassigned;
+    int64_t reset_offset;      /* auto.offset.reset as a logical offset, or
+                                * RD_KAFKA_OFFSET_INVALID for "error" */
     kafka_partition_lag *lags; /* from the last statistics */
     size_t nlags;
     int stats_warned;
@@ -44,17 +46,55 @@ static int on_stats(rd_kafka_t *rk, char *json, size_t len, void *opaque)
     return 0;
 }
 
+/* Logs the partitions; with offsets, where each one starts ("@12",
+ * "@beginning", "@end"; nothing when librdkafka will look it up). */
 static void log_parts(const char *msg,
-                      const rd_kafka_topic_partition_list_t *parts)
+                      const rd_kafka_topic_partition_list_t *parts, int offsets)
 {
     char list[512] = "";
     size_t used = 0;
-    for (int i = 0; i < parts->cnt && used < sizeof list - 40; i++) {
-        used += (size_t)snprintf(list + used, sizeof list - used, "%s%s[%d]",
-                                 i ? "," : "", parts->elems[i].topic,
-                                 (int)parts->elems[i].partition);
+    for (int i = 0; i < parts->cnt && used < sizeof list - 64; i++) {
+        const rd_kafka_topic_partition_t *p = &parts->elems[i];
+        char at[32] = "";
+        if (offsets && p->offset >= 0) {
+            snprintf(at, sizeof at, "@%lld", (long long)p->offset);
+        } else if (offsets && p->offset == RD_KAFKA_OFFSET_BEGINNING) {
+            snprintf(at, sizeof at, "@beginning");
+        } else if (offsets && p->offset == RD_KAFKA_OFFSET_END) {
+            snprintf(at, sizeof at, "@end");
+        }
+        used += (size_t)snprintf(list + used, sizeof list - used, "%s%s[%d]%s",
+                                 i ? "," : "", p->topic, (int)p->partition, at);
     }
     ng_log(NG_LOG_INFO, msg, "partitions", list, NULL);
+}
+
+/* Where each newly assigned partition starts, set in parts: its committed
+ * offset, asked of the group coordinator now, or auto.offset.reset's
+ * logical offset when the group has none. Assigned so, librdkafka starts
+ * fetching at once: left to itself (offset INVALID), 2.0.2 fetches the
+ * committed offsets and, finding none, waits a fixed 100 ms before it looks
+ * up where the log begins. When the coordinator does not answer, the
+ * offsets stay INVALID and librdkafka does it its own way. */
+#define COMMITTED_TIMEOUT_MS 10000
+static void start_offsets(consumer *c, rd_kafka_topic_partition_list_t *parts)
+{
+    rd_kafka_resp_err_t e =
+        rd_kafka_committed(c->rk, parts, COMMITTED_TIMEOUT_MS);
+    for (int i = 0; i < parts->cnt; i++) {
+        rd_kafka_topic_partition_t *p = &parts->elems[i];
+        if (e != RD_KAFKA_RESP_ERR_NO_ERROR || p->err) {
+            p->offset = RD_KAFKA_OFFSET_INVALID;
+        } else if (p->offset < 0) {
+            p->offset = c->reset_offset;
+        }
+        p->err = RD_KAFKA_RESP_ERR_NO_ERROR;
+    }
+    if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        ng_log(NG_LOG_WARN,
+               "cannot fetch committed offsets; librdkafka looks them up",
+               "error", rd_kafka_err2str(e), NULL);
+    }
 }
 
 static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
@@ -67,7 +107,8 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
         c->in_group = 1;
         c->nassigned = cooperative ? c->nassigned + parts->cnt : parts->cnt;
         if (parts->cnt > 0) {
-            log_parts("partitions assigned", parts);
+            start_offsets(c, parts);
+            log_parts("partitions assigned", parts, 1);
         }
         for (int i = 0; i < parts->cnt; i++) {
             rd_kafka_topic_partition_list_add(
@@ -97,7 +138,7 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
         c->in_group = 0;
     }
     if (parts->cnt > 0) {
-        log_parts(lost ? "partitions lost" : "partitions revoked", parts);
+        log_parts(lost ? "partitions lost" : "partitions revoked", parts, 0);
     }
     for (int i = 0; i < parts->cnt; i++) {
         rd_kafka_topic_partition_list_del(c->unstarted, parts->elems[i].topic,
@@ -138,6 +179,23 @@ static int conf_set(rd_kafka_conf_t *conf, const char *k, const char *v,
     return 0;
 }
 
+/* auto.offset.reset of conf as the logical offset to assign. */
+static int64_t reset_offset_of(const rd_kafka_conf_t *conf)
+{
+    char v[32];
+    size_t n = sizeof v;
+    if (rd_kafka_conf_get(conf, "auto.offset.reset", v, &n) !=
+        RD_KAFKA_CONF_OK) {
+        return RD_KAFKA_OFFSET_END; /* librdkafka's default: largest */
+    }
+    if (strcmp(v, "largest") == 0 || strcmp(v, "latest") == 0 ||
+        strcmp(v, "end") == 0) {
+        return RD_KAFKA_OFFSET_END;
+    }
+    return strcmp(v, "error") == 0 ? RD_KAFKA_OFFSET_INVALID
+                                   : RD_KAFKA_OFFSET_BEGINNING;
+}
+
 consumer *consumer_new(rd_kafka_conf_t *conf, const consumer_options *opts,
                        ng_error *err)
 {
@@ -157,6 +215,7 @@ consumer *consumer_new(rd_kafka_conf_t *conf, const consumer_options *opts,
         free(c);
         return NULL;
     }
+    c->reset_offset = reset_offset_of(conf);
     rd_kafka_conf_set_opaque(conf, c);
     rd_kafka_conf_set_rebalance_cb(conf, on_rebalance);
     rd_kafka_conf_set_stats_cb(conf, on_stats);
