@@ -1072,10 +1072,14 @@ static size_t text_len(const char *v)
  * included), or SIZE_MAX when more than a row may hold. */
 static size_t extras_size(const envelope *env)
 {
+    /* Each tuple repeats the thread and namespace; writes the checkpoint
+     * id too. (Each is far below MAX_FIELD: checked by the caller.) */
+    size_t key = text_len(env->thread_id) + text_len(env->checkpoint_ns);
+    size_t cid = text_len(env->checkpoint_id);
     size_t need = 0;
     for (size_t i = 0; i < env->nblobs; i++) {
         const envelope_blob *b = &env->blobs[i];
-        size_t n = TUPLE_HEAD + 13 * 4 + text_len(b->channel) +
+        size_t n = TUPLE_HEAD + 13 * 4 + key + text_len(b->channel) +
                    text_len(b->version) + text_len(b->type);
         if (b->blob_len > MAX_FIELD || n > MAX_FIELD - b->blob_len ||
             need > MAX_FIELD - n - b->blob_len) {
@@ -1085,7 +1089,7 @@ static size_t extras_size(const envelope *env)
     }
     for (size_t i = 0; i < env->nwrites; i++) {
         const envelope_write *w = &env->writes[i];
-        size_t n = TUPLE_HEAD + 13 * 4 + 4 + text_len(w->channel) +
+        size_t n = TUPLE_HEAD + 13 * 4 + 4 + key + cid + text_len(w->channel) +
                    text_len(w->type) + text_len(w->task_id) +
                    text_len(w->task_path);
         if (w->blob_len > MAX_FIELD || n > MAX_FIELD - w->blob_len ||
