@@ -23,7 +23,9 @@
  *    the same values, root type and fields;
  *  - a small max_depth is never exceeded by accepted output;
  *  - a writer that fails gives SANITIZE_EWRITE;
- *  - the report JSON built from the handle is itself accepted, unchanged.
+ *  - the report JSON built from the handle is itself accepted, unchanged;
+ *  - the full feed (every byte to yajl), chunked, against the one-shot
+ *    skeleton feed: the same as above, and the same error reason.
  */
 #include "common/buf.h"
 #include "filter/sanitize/envelope.h"
@@ -532,7 +534,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     sanitize *fresh = sanitize_new(&o);
     sanitize *reused = sanitize_new(&o);
     sanitize *plain = sanitize_new(NULL);
-    if (fresh == NULL || reused == NULL || plain == NULL) {
+    sanitize_options fo = o;
+    fo.full_feed = 1;
+    sanitize *full = sanitize_new(&fo);
+    if (fresh == NULL || reused == NULL || plain == NULL || full == NULL) {
         die("sanitize_new failed");
     }
 
@@ -544,6 +549,20 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     run(reused, in, len, sizes, HEADER_LEN - 1, (flags & F_WRITER) ? &w : NULL,
         &chunked);
     compare(&whole, &chunked, "chunked", in, len);
+
+    /* The full feed (every byte to yajl), chunked the same way: the same
+     * answer as the skeleton feed, to the reason of an error. */
+    struct result fed;
+    struct writer w2 = {.fail_at = SIZE_MAX};
+    run(full, in, len, sizes, HEADER_LEN - 1, (flags & F_WRITER) ? &w2 : NULL,
+        &fed);
+    compare(&whole, &fed, "full feed", in, len);
+    if (strcmp(whole.message, fed.message) != 0) {
+        dump("input", in, len);
+        die("full feed: reason '%s', skeleton feed: '%s'", fed.message,
+            whole.message);
+    }
+    result_free(&fed);
 
     if (whole.status == SANITIZE_OK) {
         check_accepted(&whole, &o, reused, plain, in, len);
@@ -582,5 +601,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     sanitize_free(fresh);
     sanitize_free(reused);
     sanitize_free(plain);
+    sanitize_free(full);
     return 0;
 }
