@@ -320,14 +320,16 @@ bench_produce nan "$out/nan-raw.tsv"
 bench_produce nan-connect "$out/nan-connect.tsv"
 count() { psql "$pg" -tAc "SELECT count(*) FROM $1"; }
 topic_count() { kcat -C -b "$brokers" -t "$1" -e -q -o beginning -f 'x\n' -X fetch.wait.max.ms=10 | grep -c x || true; }
-task_state() { curl -s "http://127.0.0.1:$rest/connectors/$1/status" | python3 -c '
-import json, sys
+task_state() { python3 - "http://127.0.0.1:$rest/connectors/$1/status" <<'PY'
+import json, sys, urllib.request
 try:
-    t = json.load(sys.stdin)["tasks"][0]
+    t = json.load(urllib.request.urlopen(sys.argv[1], timeout=5))["tasks"][0]
     print(t["state"] + "\t" + t.get("trace", "").split("\n")[0])
 except Exception:
-    print("-\t")'; }
-# Runs until the task has FAILED or every row is stored (180 s at most:
+    print("-\t")
+PY
+}
+# Runs until the task has FAILED or every row is stored (300 s at most:
 # the sink retries a failed flush for about a minute first), then 3 s
 # more; prints "rows|dead letters|state|seconds to that state|cause".
 nan_peer() { # TAG MORE-SINK-PROPS...
@@ -336,7 +338,7 @@ nan_peer() { # TAG MORE-SINK-PROPS...
     bench_fresh t_nan
     t0=$(bench_now)
     start_connect "nan-$tag" "$name" nan-connect t_nan "$@"
-    for ((i = 0; i < 360; i++)); do
+    for ((i = 0; i < 600; i++)); do
         st=$(task_state "$name")
         [[ ${st%%$'\t'*} == FAILED || $(count t_nan) -ge $nan_lines ]] && break
         sleep 0.5
