@@ -234,6 +234,13 @@ int dlq_header_is_added(const char *name)
     return 0;
 }
 
+const char *dlq_header_original_name(const char *name)
+{
+    static const char prefix[] = "nanguard.original.";
+    size_t n = sizeof prefix - 1;
+    return strncmp(name, prefix, n) == 0 && name[n] != '\0' ? name + n : name;
+}
+
 static bool valid_utf8(const char *s, size_t n)
 {
     const unsigned char *u = (const unsigned char *)s;
@@ -965,8 +972,11 @@ static rd_kafka_headers_t *replay_headers(const struct rec *r)
     size_t n;
     for (size_t i = 0; in && rd_kafka_header_get_all(in, i, &name, &v, &n) == 0;
          i++) {
-        if (!dlq_header_is_added(name)) {
-            rd_kafka_header_add(h, name, -1, v, (ssize_t)n);
+        /* A producer's own header of a reserved name comes back under its
+         * name, unless it is one of those a replay leaves out. */
+        const char *orig = dlq_header_original_name(name);
+        if (!dlq_header_is_added(name) && !dlq_header_is_added(orig)) {
+            rd_kafka_header_add(h, orig, -1, v, (ssize_t)n);
         }
     }
     char count[24], from[320];

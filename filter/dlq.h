@@ -57,4 +57,10 @@ int dlq_code_matches(const char *pattern, const char *code);
  * (nanguard.replay.*): a replay leaves these out of the record it sends. */
 int dlq_header_is_added(const char *name);
 
+/* The name a header had when the worker dead-lettered its message: the
+ * worker renames incoming headers with reserved names to
+ * nanguard.original.<name> (sink/outcome.c), a replay gives them their
+ * name back. Other names are returned as they are. */
+const char *dlq_header_original_name(const char *name);
+
 #endif

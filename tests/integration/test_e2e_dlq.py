@@ -102,6 +102,20 @@ def body():
                         code="malformed_json"))
     say("messages: %d (%s)" % (len(msgs), e2e.summary(msgs)))
     e2e.produce(names.topic, msgs, os.path.join(d, "all.txt"))
+    # A refused row whose producer set headers of reserved names: the worker
+    # keeps them renamed (nanguard.original.<name>); a replay gives
+    # nanguard.note its name back and leaves the Connect one out.
+    doc = {"thread_id": "e2e-dlq-hdr", "checkpoint_id": "hdr-" + e2e.RUN,
+           "checkpoint": {"v": 999}}
+    hdr_msg = e2e.Msg("check", b"e2e-dlq-hdr", json.dumps(doc).encode(),
+                      code="pg_23514", doc=doc)
+    msgs.append(hdr_msg)
+    path = os.path.join(d, "hdr.txt")
+    with open(path, "wb") as f:
+        f.write(hdr_msg.key + b"\t" + hdr_msg.value + b"\n")
+    e2e.run(["kcat", "-P", "-b", BROKERS, "-t", names.topic, "-K", "\t", "-H",
+             e2e.KCAT_HEADER, "-H", "nanguard.note=kept", "-H",
+             "__connect.errors.topic=spoof", "-l", path])
     worker = e2e.Worker("a", d, names.topic, names.group, names.table,
                         e2e.worker_args_fast()).start()
     check(e2e.wait_done(names, msgs, timeout=120, workers=[worker]),
@@ -306,6 +320,11 @@ def body():
                     for k in r.headers) or
                 r.partition != int(h1(orig, "__connect.errors.partition"))):
             bad.append((r.partition, r.offset, {k: v[0][:50] for k, v in r.headers.items()}))
+    hdr_back = [r for r in fresh if r.key == hdr_msg.key]
+    check(len(hdr_back) == 1 and h1(hdr_back[0], "nanguard.note") == "kept" and
+          not any(k.startswith("nanguard.original.") for k in hdr_back[0].headers),
+          "a producer's header of a reserved name comes back under its own name",
+          [r.headers for r in hdr_back])
     check(len(fresh) == n_check and not bad,
           "replayed records: original key, value and headers, no error headers, "
           "nanguard.replay.count 1 and .from, back on their source partition",

@@ -97,6 +97,24 @@ static void test_added_headers(void **state)
     }
 }
 
+static void test_original_names(void **state)
+{
+    (void)state;
+    assert_string_equal(dlq_header_original_name("nanguard.original.nanguard."
+                                                 "worker"),
+                        "nanguard.worker");
+    assert_string_equal(
+        dlq_header_original_name("nanguard.original.__connect.errors.topic"),
+        "__connect.errors.topic");
+    /* one level: a producer's own nanguard.original.x was renamed once */
+    assert_string_equal(
+        dlq_header_original_name("nanguard.original.nanguard.original.x"),
+        "nanguard.original.x");
+    assert_string_equal(dlq_header_original_name("e2e.run"), "e2e.run");
+    assert_string_equal(dlq_header_original_name("nanguard.original."),
+                        "nanguard.original.");
+}
+
 static int has(const ng_option *t, size_t n, const char *name)
 {
     for (size_t i = 0; i < n; i++) {
@@ -132,6 +150,7 @@ int main(void)
         cmocka_unit_test(test_times),
         cmocka_unit_test(test_code_patterns),
         cmocka_unit_test(test_added_headers),
+        cmocka_unit_test(test_original_names),
         cmocka_unit_test(test_settings_per_command),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
