@@ -6,7 +6,8 @@
 # among them, plus a malformed message, a bad envelope and a row PostgreSQL
 # refuses), runs two workers in one consumer group, and prints what
 # happened: rows stored, values repaired, dead-letter records with their
-# reasons, notifications. Then it stops everything it started.
+# reasons, notifications, and ends with `nanguard dlq stats` and `nanguard
+# dlq inspect` of the dead letters. Then it stops everything it started.
 #
 # Usage: deploy/demo.sh
 # Environment: NANGUARD_DEMO_DIR (default build/demo), NANGUARD_DEMO_COUNT
@@ -152,3 +153,11 @@ if ((rows + dlq != expected)); then
     echo "demo: some messages are unaccounted for" >&2
     exit 1
 fi
+
+say "the failure desk: nanguard dlq stats on $topic.dlq"
+"$bin" dlq stats --brokers "$brokers" --topic "$topic.dlq" --format json
+"$bin" dlq stats --brokers "$brokers" --topic "$topic.dlq" --format table
+
+say "nanguard dlq inspect --explain: each dead letter, and what today's sanitizer says"
+"$bin" dlq inspect --brokers "$brokers" --topic "$topic.dlq" --format table \
+    --explain

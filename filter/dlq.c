@@ -514,19 +514,21 @@ static int json_int_or_null(ng_buf *b, int64_t v)
     return v < 0 ? ng_json_raw(b, "null") : ng_json_u64(b, (uint64_t)v);
 }
 
-static int json_explain(struct dlq *d, ng_buf *b)
+/* Appends the "explain" object of the current record to b, and its
+ * summary (for people) to summary. */
+static int json_explain(struct dlq *d, ng_buf *b, char *summary, size_t size)
 {
     const struct rec *r = &d->rec;
-    char summary[400];
     int rc = 0;
     switch (r->verdict) {
     case V_NULL:
-        return ng_json_raw(b, "{\"verdict\": \"tombstone\", \"summary\": \"a "
-                              "null value: the worker skips it\"}");
+        snprintf(summary, size, "a null value: the worker skips it");
+        rc = ng_json_raw(b, "{\"verdict\": \"tombstone\"");
+        break;
     case V_TOO_LARGE:
         rc = ng_json_raw(b, "{\"verdict\": \"too_large\", \"reason\": ") ||
              ng_json_cstr(b, r->why);
-        snprintf(summary, sizeof summary, "too large: %s", r->why);
+        snprintf(summary, size, "too large: %s", r->why);
         break;
     case V_MALFORMED: {
         const sanitize_error *e = sanitize_last_error(d->san);
@@ -538,15 +540,14 @@ static int json_explain(struct dlq *d, ng_buf *b)
              ng_json_cstr(b, r->why) || ng_json_raw(b, ", \"excerpt\": ") ||
              ng_json_string(b, (const char *)r->rkm->payload + from,
                             (size_t)(to - from));
-        snprintf(summary, sizeof summary, "malformed JSON at byte %llu: %s",
+        snprintf(summary, size, "malformed JSON at byte %llu: %s",
                  (unsigned long long)at, r->why);
         break;
     }
     case V_BAD_ENVELOPE:
         rc = ng_json_raw(b, "{\"verdict\": \"bad_envelope\", \"reason\": ") ||
              ng_json_cstr(b, r->why);
-        snprintf(summary, sizeof summary, "not a checkpoint envelope: %s",
-                 r->why);
+        snprintf(summary, size, "not a checkpoint envelope: %s", r->why);
         break;
     case V_OK: {
         uint64_t n = sanitize_rewrites(d->san);
@@ -554,7 +555,7 @@ static int json_explain(struct dlq *d, ng_buf *b)
                             "\"rewrites\": ") ||
              ng_json_u64(b, n) || ng_json_raw(b, ", \"by_kind\": ") ||
              sanitize_counts_json(d->san, b);
-        snprintf(summary, sizeof summary,
+        snprintf(summary, size,
                  "would be stored, %llu rewrite%s (PostgreSQL's constraints "
                  "not checked)",
                  (unsigned long long)n, n == 1 ? "" : "s");
@@ -622,7 +623,9 @@ static int inspect_json(struct dlq *d)
         }
     }
     if (rc == 0 && d->explain) {
-        rc = ng_json_raw(b, ", \"explain\": ") || json_explain(d, b);
+        char summary[400];
+        rc = ng_json_raw(b, ", \"explain\": ") ||
+             json_explain(d, b, summary, sizeof summary);
     }
     rc = rc || ng_json_raw(b, "}\n");
     return rc ? -1 : 0;
@@ -668,23 +671,26 @@ static int inspect_table(struct dlq *d)
             cut(src, 26), src, cut(th, 20), th, (long long)r->replays,
             cut(msg ? msg : "-", 70), msg ? msg : "-");
     if (d->explain) {
-        ng_buf *b = &d->line;
-        ng_buf_clear(b);
-        if (json_explain(d, b) != 0 || ng_buf_putc(b, '\0') != 0) {
+        char summary[400];
+        ng_buf_clear(&d->line);
+        if (json_explain(d, &d->line, summary, sizeof summary) != 0) {
             return -1;
         }
-        /* The summary is the last member: print it alone. */
-        const char *s = strstr(b->data, "\"summary\": ");
-        fprintf(d->out, "    explain: %s\n", s ? s + 11 : b->data);
+        fprintf(d->out, "    explain: %s\n", summary);
     }
     if (d->values) {
         if (m->payload == NULL) {
             fprintf(d->out, "    value: null\n");
         } else {
-            int n = m->len > 200 ? 200 : (int)m->len;
+            /* Escaped as a JSON string: no control bytes to the
+             * terminal. */
+            size_t n = m->len > 200 ? 200 : m->len;
+            ng_buf_clear(&d->line);
+            if (ng_json_string(&d->line, m->payload, n) != 0) {
+                return -1;
+            }
             fprintf(d->out, "    value (%zu bytes): %.*s%s\n", m->len,
-                    cut(m->payload, n), (const char *)m->payload,
-                    m->len > 200 ? " ..." : "");
+                    (int)d->line.len, d->line.data, m->len > n ? " ..." : "");
         }
     }
     return 0;
@@ -814,7 +820,8 @@ static void stats_table_map(FILE *out, const char *title, struct tally *t,
     }
     fprintf(out, "%s:\n", title);
     for (size_t i = 0; i < n; i++) {
-        fprintf(out, "  %8" PRIu64 "  %s\n", c[i].n, c[i].name);
+        fprintf(out, "  %8" PRIu64 "  %.*s%s\n", c[i].n, cut(c[i].name, 72),
+                c[i].name, strlen(c[i].name) > 72 ? "..." : "");
     }
     free(c);
 }
