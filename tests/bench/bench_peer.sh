@@ -102,7 +102,7 @@ pg_host_port=$(sed -n 's/.*host=\([^ ]*\) port=\([0-9]*\).*/\1:\2/p' <<<"$pg")
 cat >"$out/log4j2.xml" <<XML
 <Configuration status="warn">
   <Appenders>
-    <File name="file" fileName="\${sys:connect.log.file}">
+    <File name="file" fileName="\${sys:connect.log.file}" append="false">
       <PatternLayout pattern="[%d] %p %m (%c)%n"/>
     </File>
   </Appenders>

@@ -189,7 +189,7 @@ echo "memory: \`nanguard sanitize\` on one $(($(stat -c %s "$big") / 1000000)) M
     printf 'label\tMB/s\n'
     printf 'nanguard library\t%s\n' "${mbps[lib_lines]}"
     printf 'nanguard sanitize (process)\t%s\n' "${mbps[process]}"
-    printf 'yajl bare validation (json_verify)\t%s\n' "${mbps[yajl_bare]}"
+    printf "yajl bare (json_verify's parse)\t%s\n" "${mbps[yajl_bare]}"
     printf "seed's Python\t%s\n" "${mbps[python]}"
 } >"$out/sanitize.tsv"
 bench_plot "$out/sanitize.tsv" "$out/sanitize.png" \
