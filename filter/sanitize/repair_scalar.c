@@ -112,6 +112,49 @@ const unsigned char *san_number_end(sanitize *h, const unsigned char *p)
     scalar_done(h, SANITIZE_TYPE_NULL);
     return p;
 }
+/* -NaN, -Infinity: the '-' began a word after all. */
+static const unsigned char *minus_word(sanitize *h, const unsigned char *p)
+{
+    h->state = ST_WORD;
+    h->word_sign = '-';
+    h->word_len = 0;
+    return p;
+}
+
+/* Digits after the point, counting the zeros before the first other one;
+ * returns where they stop. */
+static const unsigned char *fraction_digits(sanitize *h, const unsigned char *p,
+                                            const unsigned char *end)
+{
+    if (!h->nonzero) {
+        while (p < end && *p == '0') {
+            h->frac_lead_zeros++;
+            h->frac_digits++;
+            p++;
+        }
+        if (p < end && *p >= '1' && *p <= '9') {
+            h->nonzero = true;
+        }
+    }
+    const unsigned char *q = scan_digits(p, end);
+    h->frac_digits += (uint64_t)(q - p);
+    return q;
+}
+
+/* Digits of the exponent (its value saturates at PostgreSQL's limit);
+ * returns where they stop. */
+static const unsigned char *exponent_digits(sanitize *h, const unsigned char *p,
+                                            const unsigned char *end)
+{
+    while (p < end && (unsigned)(*p - '0') < 10) {
+        if (h->exp < PG_EXPONENT_LIMIT) {
+            h->exp = h->exp * 10 + (*p - '0');
+        }
+        p++;
+    }
+    return p;
+}
+
 /* Reads number bytes from p; returns where it stopped (the number may
  * have ended there, see h->state), NULL on error. */
 const unsigned char *san_scan_number(sanitize *h, const unsigned char *p,
@@ -122,20 +165,14 @@ const unsigned char *san_scan_number(sanitize *h, const unsigned char *p,
         bool digit = (unsigned)(c - '0') < 10;
         switch (h->nstate) {
         case N_SIGN:
-            if (c == '0') {
-                h->nstate = N_ZERO;
-                p++;
-            } else if (digit) {
-                h->nstate = N_INT;
-            } else if (c == 'N' || c == 'I') {
-                /* -NaN, -Infinity: a word after all */
-                h->state = ST_WORD;
-                h->word_sign = '-';
-                h->word_len = 0;
-                return p;
-            } else {
+            if (c == 'N' || c == 'I') {
+                return minus_word(h, p);
+            }
+            if (!digit) {
                 return san_number_end(h, p);
             }
+            h->nstate = c == '0' ? N_ZERO : N_INT;
+            p += c == '0';
             break;
         case N_ZERO:
             if (digit) {
@@ -170,20 +207,8 @@ const unsigned char *san_scan_number(sanitize *h, const unsigned char *p,
             }
             h->nstate = N_FRAC;
             break;
-        case N_FRAC: {
-            if (!h->nonzero) {
-                while (p < end && *p == '0') {
-                    h->frac_lead_zeros++;
-                    h->frac_digits++;
-                    p++;
-                }
-                if (p < end && *p >= '1' && *p <= '9') {
-                    h->nonzero = true;
-                }
-            }
-            const unsigned char *q = scan_digits(p, end);
-            h->frac_digits += (uint64_t)(q - p);
-            p = q;
+        case N_FRAC:
+            p = fraction_digits(h, p, end);
             if (p == end) {
                 return p;
             }
@@ -195,7 +220,6 @@ const unsigned char *san_scan_number(sanitize *h, const unsigned char *p,
                 return san_number_end(h, p);
             }
             break;
-        }
         case N_E:
             if (c == '+' || c == '-') {
                 h->exp_neg = c == '-';
@@ -211,16 +235,8 @@ const unsigned char *san_scan_number(sanitize *h, const unsigned char *p,
             h->nstate = N_EXP;
             break;
         case N_EXP:
-            while (p < end && (unsigned)(*p - '0') < 10) {
-                if (h->exp < PG_EXPONENT_LIMIT) {
-                    h->exp = h->exp * 10 + (*p - '0');
-                }
-                p++;
-            }
-            if (p == end) {
-                return p;
-            }
-            return san_number_end(h, p);
+            p = exponent_digits(h, p, end);
+            return p == end ? p : san_number_end(h, p);
         }
     }
     return p;

@@ -210,6 +210,50 @@ void sanitize_reset(sanitize *h)
     h->npaths = 0;
 }
 
+/* The chunk ends at end (p: where the scanner stopped, NULL after an
+ * error): what must outlive the chunk is kept (the string or key so far, a
+ * pending high surrogate, a token in progress), the rest is handed on. */
+static void keep_across_chunks(sanitize *h, const unsigned char *p,
+                               const unsigned char *end)
+{
+    if (p != NULL && in_string(h) && san_capture(h, end) != 0) {
+        san_fail(h, SANITIZE_ENOMEM, offset_at(h, end), "out of memory");
+        p = NULL;
+    }
+    /* Only the innermost key can still be in the chunk. */
+    struct frame *top = top_frame(h);
+    if (p != NULL && top != NULL && san_key_keep(h, top) != 0) {
+        san_fail(h, SANITIZE_ENOMEM, offset_at(h, end), "out of memory");
+        p = NULL;
+    }
+    if (p != NULL && h->hi_ptr != NULL) {
+        /* The chunk ends before the partner: hand on what precedes the
+         * high surrogate and keep it (in h->hi). */
+        if (san_emit_clean(h, h->hi_ptr) != 0) {
+            p = NULL;
+        } else {
+            h->clean = h->hi_ptr + 6;
+        }
+    }
+    h->hi_ptr = NULL;
+    if (p != NULL) {
+        bool in_token = h->state == ST_NUMBER || h->state == ST_WORD ||
+                        h->state == ST_ESCAPE || h->state == ST_UESCAPE ||
+                        h->state == ST_UTF8;
+        if (in_token) {
+            /* Hand on what precedes the token; keep the token itself. */
+            const unsigned char *t = h->tok != NULL ? h->tok : h->chunk;
+            if (san_emit_clean(h, t) == 0 &&
+                ng_buf_append(&h->tokbuf, t, (size_t)(end - t)) != 0) {
+                san_fail(h, SANITIZE_ENOMEM, h->tok_off, "out of memory");
+            }
+            h->clean = end;
+        } else {
+            san_emit_clean(h, end);
+        }
+    }
+}
+
 sanitize_status sanitize_feed(sanitize *h, const char *buf, size_t len)
 {
     if (h->failed) {
@@ -249,42 +293,7 @@ sanitize_status sanitize_feed(sanitize *h, const char *buf, size_t len)
             break;
         }
     }
-    if (p != NULL && in_string(h) && san_capture(h, end) != 0) {
-        san_fail(h, SANITIZE_ENOMEM, h->chunk_off + len, "out of memory");
-        p = NULL;
-    }
-    /* Only the innermost key can still be in the chunk. */
-    struct frame *top = top_frame(h);
-    if (p != NULL && top != NULL && san_key_keep(h, top) != 0) {
-        san_fail(h, SANITIZE_ENOMEM, h->chunk_off + len, "out of memory");
-        p = NULL;
-    }
-    if (p != NULL && h->hi_ptr != NULL) {
-        /* The chunk ends before the partner: hand on what precedes the
-         * high surrogate and keep it (in h->hi). */
-        if (san_emit_clean(h, h->hi_ptr) != 0) {
-            p = NULL;
-        } else {
-            h->clean = h->hi_ptr + 6;
-        }
-    }
-    h->hi_ptr = NULL;
-    if (p != NULL) {
-        bool in_token = h->state == ST_NUMBER || h->state == ST_WORD ||
-                        h->state == ST_ESCAPE || h->state == ST_UESCAPE ||
-                        h->state == ST_UTF8;
-        if (in_token) {
-            /* Hand on what precedes the token; keep the token itself. */
-            const unsigned char *t = h->tok != NULL ? h->tok : h->chunk;
-            if (san_emit_clean(h, t) == 0 &&
-                ng_buf_append(&h->tokbuf, t, (size_t)(end - t)) != 0) {
-                san_fail(h, SANITIZE_ENOMEM, h->tok_off, "out of memory");
-            }
-            h->clean = end;
-        } else {
-            san_emit_clean(h, end);
-        }
-    }
+    keep_across_chunks(h, p, end);
     if (!h->failed) {
         san_yajl_catch_up(h);
     }

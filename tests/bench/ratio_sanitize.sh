@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# ratio_sanitize.sh - `nanguard sanitize` against yajl's own validation
+# (`json_verify -s`, on the same bytes with the non-finite values already
+# nulled, since yajl cannot lex NaN) and against the seed's Python, in CPU
+# time, as medians of interleaved rounds (the machine is shared: each round
+# runs every command once, in turn, so that load slows them alike).
+#
+#   tests/bench/ratio_sanitize.sh [OUTDIR]
+#
+# OUTDIR (default build-bench) gets a Release build (-O2) in OUTDIR/build and
+# the corpus (kept): ~40 MB NDJSON of ~20 KB checkpoint envelopes with 1%
+# non-finite floats (tests/corpus/gen_checkpoints.py, seed 1). Environment:
+# NANGUARD_BENCH_ROUNDS (default 9), NANGUARD_BENCH_MB (default 40).
+# Needs json_verify (Debian yajl-tools, deploy/install-deps.sh).
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+root=$(cd "$here/../.." && pwd)
+out=${1:-build-bench}
+[[ $out == /* ]] || out="$root/$out"
+rounds=${NANGUARD_BENCH_ROUNDS:-9}
+mb=${NANGUARD_BENCH_MB:-40}
+mkdir -p "$out"
+log() { echo "ratio_sanitize: $*" >&2; }
+
+build="$out/build"
+log "building $build (Release, -O2)"
+cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release \
+    -DCMAKE_C_FLAGS_RELEASE="-O2 -DNDEBUG" -DBUILD_TESTING=OFF >/dev/null
+ninja -C "$build" nanguard >/dev/null
+nanguard="$build/nanguard"
+
+gen="$root/tests/corpus/gen_checkpoints.py"
+corpus="$out/corpus-${mb}MB-20KB-nan1-seed1.ndjson"
+if [[ ! -s $corpus ]]; then
+    log "generating $corpus"
+    python3 "$gen" --total-bytes $((mb * 1000000)) --avg-bytes 20000 \
+        --nan-rate 0.01 --seed 1 --out "$corpus.tmp"
+    mv "$corpus.tmp" "$corpus"
+fi
+nulled="$corpus.nulled"
+"$nanguard" sanitize <"$corpus" >"$nulled"
+json_verify -s <"$nulled" >/dev/null
+"$nanguard" sanitize --full-feed <"$corpus" | cmp - "$nulled"
+
+log "$rounds interleaved rounds, CPU time (user + system) of each process"
+python3 "$here/cpu_rounds.py" --rounds "$rounds" \
+    "nanguard sanitize=$corpus=$nanguard sanitize" \
+    "json_verify -s (pre-nulled)=$nulled=json_verify -s" \
+    "nanguard sanitize --full-feed=$corpus=$nanguard sanitize --full-feed" \
+    "seed Python (sanitize_for_json.py)=$corpus=python3 $here/sanitize_for_json.py --passes 1 /dev/stdin"
+echo "corpus: $(wc -c <"$corpus") bytes, $(wc -l <"$corpus") lines; $(nproc) cores; $(date -u '+%Y-%m-%d %H:%M UTC'); load average $(cut -d' ' -f1-3 /proc/loadavg)"
