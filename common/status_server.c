@@ -1,24 +1,148 @@
-/* status_server.c - /metrics, /healthz and /readyz over libmicrohttpd. */
+/* status_server.c - /metrics, /healthz and /readyz over libmicrohttpd.
+ *
+ * Slow clients must not blind the probes: libmicrohttpd's own timeout is
+ * an idle timer that every byte resets, so a client trickling a header
+ * line every few seconds would hold its connection for ever, and a few
+ * dozen of them would fill the connection table. Here each connection
+ * also has a deadline for the whole request (REQUEST_DEADLINE_MS from its
+ * first byte, or from the end of its last request on a kept-alive
+ * connection): a sweeper thread shuts down the socket of every connection
+ * past it. The table holds CONNECTION_LIMIT connections, far more than a
+ * handful of slow clients. */
 #define _POSIX_C_SOURCE 200809L
 #include "common/status_server.h"
 
 #include "common/clock.h"
 
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <microhttpd.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <time.h>
+#include <unistd.h>
+
+#define CONNECTION_LIMIT 256u
+#define IDLE_TIMEOUT_S 3u
+#define REQUEST_DEADLINE_MS 5000u
+#define SWEEP_EVERY_MS 200
+
+/* One open connection: when its request began, and a duplicate of its
+ * socket, so that the sweeper shuts down that socket and never another
+ * that reused the number after libmicrohttpd closed its own. */
+struct conn_clock {
+    struct conn_clock *prev, *next;
+    int fd;
+    uint64_t since;
+    bool cut;
+};
 
 struct ng_status_server {
     struct MHD_Daemon *d;
     ng_status *st;
     int port;
+    pthread_mutex_t mu; /* guards conns and stop */
+    pthread_cond_t wake;
+    pthread_t sweeper;
+    bool sweeping, stop;
+    struct conn_clock *conns;
 };
+
+static void on_connection(void *cls, struct MHD_Connection *conn,
+                          void **socket_context,
+                          enum MHD_ConnectionNotificationCode toe)
+{
+    ng_status_server *s = cls;
+    if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
+        const union MHD_ConnectionInfo *info =
+            MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+        struct conn_clock *c = calloc(1, sizeof *c);
+        if (c == NULL || info == NULL) {
+            free(c);
+            return; /* no deadline then, the idle timeout still holds */
+        }
+        c->fd = fcntl(info->connect_fd, F_DUPFD_CLOEXEC, 0);
+        if (c->fd < 0) {
+            free(c);
+            return;
+        }
+        c->since = ng_now_ms();
+        pthread_mutex_lock(&s->mu);
+        c->next = s->conns;
+        if (s->conns != NULL) {
+            s->conns->prev = c;
+        }
+        s->conns = c;
+        pthread_mutex_unlock(&s->mu);
+        *socket_context = c;
+    } else if (toe == MHD_CONNECTION_NOTIFY_CLOSED && *socket_context) {
+        struct conn_clock *c = *socket_context;
+        pthread_mutex_lock(&s->mu);
+        if (c->prev != NULL) {
+            c->prev->next = c->next;
+        } else {
+            s->conns = c->next;
+        }
+        if (c->next != NULL) {
+            c->next->prev = c->prev;
+        }
+        pthread_mutex_unlock(&s->mu);
+        close(c->fd);
+        free(c);
+        *socket_context = NULL;
+    }
+}
+
+/* A request answered: the next one on a kept-alive connection gets a
+ * deadline of its own. */
+static void on_completed(void *cls, struct MHD_Connection *conn, void **req,
+                         enum MHD_RequestTerminationCode toe)
+{
+    (void)req;
+    (void)toe;
+    ng_status_server *s = cls;
+    const union MHD_ConnectionInfo *info =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    if (info != NULL && info->socket_context != NULL) {
+        pthread_mutex_lock(&s->mu);
+        ((struct conn_clock *)info->socket_context)->since = ng_now_ms();
+        pthread_mutex_unlock(&s->mu);
+    }
+}
+
+/* Shuts down the sockets of the connections past their deadline;
+ * libmicrohttpd then reads their end and closes them. */
+static void *sweep(void *arg)
+{
+    ng_status_server *s = arg;
+    pthread_mutex_lock(&s->mu);
+    while (!s->stop) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += SWEEP_EVERY_MS * 1000000L;
+        if (ts.tv_nsec >= 1000000000L) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(&s->wake, &s->mu, &ts);
+        uint64_t now = ng_now_ms();
+        for (struct conn_clock *c = s->conns; c != NULL; c = c->next) {
+            if (!c->cut && ng_since_ms(now, c->since) >= REQUEST_DEADLINE_MS) {
+                shutdown(c->fd, SHUT_RDWR);
+                c->cut = true;
+            }
+        }
+    }
+    pthread_mutex_unlock(&s->mu);
+    return NULL;
+}
 
 static enum MHD_Result reply(struct MHD_Connection *conn, unsigned int code,
                              const char *type, const char *body, size_t len)
@@ -161,16 +285,28 @@ ng_status_server *ng_status_server_start(const char *listen, ng_status *st,
         return NULL;
     }
     s->st = st;
+    pthread_mutex_init(&s->mu, NULL);
+    pthread_cond_init(&s->wake, NULL);
     unsigned int flags = MHD_USE_AUTO_INTERNAL_THREAD;
     if (ai->ai_family == AF_INET6) {
         flags |= MHD_USE_IPv6;
     }
     s->d = MHD_start_daemon(
         flags, 0, NULL, NULL, on_request, s, MHD_OPTION_SOCK_ADDR, ai->ai_addr,
-        MHD_OPTION_CONNECTION_LIMIT, (unsigned int)32,
-        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)10, MHD_OPTION_END);
+        MHD_OPTION_CONNECTION_LIMIT, CONNECTION_LIMIT,
+        MHD_OPTION_CONNECTION_TIMEOUT, IDLE_TIMEOUT_S,
+        MHD_OPTION_NOTIFY_CONNECTION, on_connection, s,
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, s, MHD_OPTION_END);
     freeaddrinfo(ai);
-    if (s->d == NULL) {
+    if (s->d != NULL && pthread_create(&s->sweeper, NULL, sweep, s) == 0) {
+        s->sweeping = true;
+    }
+    if (s->d == NULL || !s->sweeping) {
+        if (s->d != NULL) {
+            MHD_stop_daemon(s->d);
+        }
+        pthread_cond_destroy(&s->wake);
+        pthread_mutex_destroy(&s->mu);
         free(s);
         ng_error_set(err, NG_ERR_CONFIG, "http_listen",
                      "cannot listen on %s (address in use or not local?)",
@@ -193,6 +329,13 @@ void ng_status_server_stop(ng_status_server *s)
     if (s == NULL) {
         return;
     }
-    MHD_stop_daemon(s->d);
+    MHD_stop_daemon(s->d); /* closes every connection (on_connection) */
+    pthread_mutex_lock(&s->mu);
+    s->stop = true;
+    pthread_cond_signal(&s->wake);
+    pthread_mutex_unlock(&s->mu);
+    pthread_join(s->sweeper, NULL);
+    pthread_cond_destroy(&s->wake);
+    pthread_mutex_destroy(&s->mu);
     free(s);
 }

@@ -1408,11 +1408,13 @@ static const char *not_ready(const worker *w, char *buf, size_t n)
         return "stopping";
     }
     if (!w->pg_ok) {
-        snprintf(buf, n, "PostgreSQL %s: %s",
+        /* Short: anyone who reaches the port reads it, so no host, port
+         * or user name; the log has the whole message. */
+        snprintf(buf, n, "PostgreSQL %s (%s)",
                  w->block_err.klass == NG_ERR_CONFIG ? "needs attention"
                                                      : "unavailable",
-                 w->block_err.message[0] ? w->block_err.message
-                                         : "not connected yet");
+                 w->block_err.code[0] ? w->block_err.code
+                                      : "not connected yet");
         return buf;
     }
     if (!consumer_in_group(w->cons)) {
