@@ -6,13 +6,16 @@
 # among them, plus a malformed message, a bad envelope and a row PostgreSQL
 # refuses), runs two workers in one consumer group, and prints what
 # happened: rows stored, values repaired, dead-letter records with their
-# reasons, notifications, and ends with `nanguard dlq stats` and `nanguard
-# dlq inspect` of the dead letters. Then it stops everything it started.
+# reasons, notifications, the notification gateway (`nanguard notify`)
+# streaming a dead-lettered thread's events with the banner page's URL, and
+# ends with `nanguard dlq stats` and `nanguard dlq inspect` of the dead
+# letters. Then it stops everything it started.
 #
 # Usage: deploy/demo.sh
 # Environment: NANGUARD_DEMO_DIR (default build/demo), NANGUARD_DEMO_COUNT
 # (generated checkpoints, default 500), NANGUARD_DEMO_PG_PORT (54330),
-# NANGUARD_DEMO_KAFKA_PORT (19094).
+# NANGUARD_DEMO_KAFKA_PORT (19094), NANGUARD_DEMO_HOLD (seconds to keep
+# everything running at the end, to open the banner page in a browser; 0).
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 dir=${NANGUARD_DEMO_DIR:-$root/build/demo}
@@ -29,8 +32,10 @@ mkdir -p "$dir"
 chmod 755 "$dir"
 
 workers=()
+gateway=
 cleanup() {
     for pid in "${workers[@]}"; do kill "$pid" 2>/dev/null || true; done
+    if [[ -n $gateway ]]; then kill "$gateway" 2>/dev/null || true; fi
     bash "$root/deploy/local/kafka.sh" stop "$dir/kafka" >/dev/null 2>&1 || true
     bash "$root/deploy/local/pg.sh" stop "$dir/pg" >/dev/null 2>&1 || true
 }
@@ -76,6 +81,23 @@ EOF
 expected=$(wc -l <"$dir/produce.tsv")
 kcat -P -b "$brokers" -t "$topic" -K $'\t' -l "$dir/produce.tsv"
 echo "$expected messages on topic $topic"
+
+say "starting the notification gateway (nanguard notify)"
+# Streams need a token: hex HMAC-SHA256(secret, thread_id), which the
+# application's backend would mint.
+head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$dir/notify.secret"
+"$bin" notify --brokers "$brokers" --topic "$topic.notifications" \
+    --http-listen 127.0.0.1:0 --token-secret-file "$dir/notify.secret" \
+    --support-url "mailto:support@example.com" 2>"$dir/notify.log" &
+gateway=$!
+notify_port=
+for _ in $(seq 1 50); do
+    notify_port=$(grep -o '"msg":"serving /events[^}]*"port":[0-9]*' \
+        "$dir/notify.log" | grep -o '[0-9]*$' || true)
+    if [[ -n $notify_port ]]; then break; fi
+    sleep 0.2
+done
+echo "gateway on 127.0.0.1:$notify_port"
 
 say "running two workers in consumer group $group"
 # Worker 1 also serves /metrics, /healthz and /readyz on a free port.
@@ -145,6 +167,43 @@ kcat -C -b "$brokers" -t "$topic.dlq" -e -q \
 say "notification topic $topic.notifications (what the application sees)"
 kcat -C -b "$brokers" -t "$topic.notifications" -e -q -f '%s\n' 2>/dev/null |
     cut -c1-400
+
+if [[ -n $notify_port ]]; then
+    say "the gateway: thread-broken's events as its browser gets them (SSE)"
+    python3 - "$notify_port" "$dir/notify.secret" <<'EOF'
+import hashlib, hmac, socket, sys, time
+port, secret = int(sys.argv[1]), open(sys.argv[2]).readline().rstrip("\r\n")
+thread = "thread-broken"
+token = hmac.new(secret.encode(), thread.encode(), hashlib.sha256).hexdigest()
+q = "thread_id=%s&token=%s" % (thread, token)
+s = socket.create_connection(("127.0.0.1", port), timeout=3)
+s.sendall(("GET /events?%s HTTP/1.0\r\nHost: x\r\n\r\n" % q).encode())
+data, end = b"", time.time() + 3
+while time.time() < end and b"\ndata:" not in data:
+    try:
+        chunk = s.recv(65536)
+    except socket.timeout:
+        break
+    if not chunk:
+        break
+    data += chunk
+s.close()
+head, _, body = data.partition(b"\r\n\r\n")
+print(head.split(b"\r\n")[0].decode())
+for line in body.decode(errors="replace").splitlines():
+    print("  " + line[:400])
+print("the banner page for this thread (while the gateway runs):")
+print("  http://127.0.0.1:%d/?%s" % (port, q))
+EOF
+fi
+hold=${NANGUARD_DEMO_HOLD:-0}
+if ((hold > 0)); then
+    echo "keeping everything running for $hold s (NANGUARD_DEMO_HOLD)"
+    sleep "$hold"
+fi
+kill -TERM "$gateway" 2>/dev/null || true
+wait "$gateway" 2>/dev/null || true
+gateway=
 
 rows=$(psql "$pg" -tAc "SELECT count(*) FROM checkpoints")
 dlq=$(kcat -C -b "$brokers" -t "$topic.dlq" -e -q -f 'x\n' 2>/dev/null | wc -l)
