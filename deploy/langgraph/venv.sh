@@ -13,20 +13,4 @@
 # once (a lock file serialises them).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
-req=$here/requirements.txt
-cache=${NANGUARD_CACHE:-$HOME/.cache/nanguard}
-hash=$(sha256sum <"$req" | cut -c1-12)
-dir=${1:-$cache/langgraph-$hash}
-python=${NANGUARD_PYTHON:-python3}
-
-mkdir -p "$(dirname "$dir")"
-exec 9>"$dir.lock"
-flock 9
-if [ ! -f "$dir/.ready" ]; then
-    rm -rf "$dir"
-    "$python" -m venv "$dir" >&2
-    "$dir/bin/pip" install --quiet --disable-pip-version-check \
-        --no-input -r "$req" >&2
-    touch "$dir/.ready"
-fi
-echo "$dir/bin/python"
+exec bash "$here/../venv.sh" "$here/requirements.txt" langgraph "$@"
