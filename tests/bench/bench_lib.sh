@@ -97,12 +97,13 @@ bench_fresh() {
 }
 
 bench_plot() { # TSV PNG TITLE YLABEL
-    local n
+    local n w
     n=$(head -n 1 "$1" | awk -F'\t' '{print NF}')
+    w=$(awk 'END { w = 150 * (NR - 1); print (w < 900) ? 900 : w }' "$1")
     # Bar j (2..n) of group i is centred at i + (j - 1 - n/2) / n (clustered,
     # gap 1: n - 1 bars and one bar's width of gap per group).
     gnuplot <<GP
-set terminal pngcairo size 900,420 font "DejaVu Sans,10" noenhanced
+set terminal pngcairo size $w,420 font "DejaVu Sans,10" noenhanced
 set output "$2"
 set datafile separator "\t"
 set title "$3"

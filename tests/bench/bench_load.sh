@@ -242,13 +242,13 @@ su -c "ALTER SYSTEM RESET fsync" -c "SELECT pg_reload_conf()" >/dev/null
 
 {
     printf 'label\tfsync off\tfsync on\n'
-    printf "seed (INSERT per row, pglz)%s\n" "${plot_rps[seed]}"
-    printf 'nanguard load (lz4)%s\n' "${plot_rps[nanguard_lz4]}"
-    printf 'nanguard load --jobs 1 (lz4)%s\n' "${plot_rps[nanguard_lz4_j1]}"
-    printf '\\copy + INSERT (lz4)%s\n' "${plot_rps[limit_lz4]}"
-    printf 'nanguard load (pglz)%s\n' "${plot_rps[nanguard_pglz]}"
-    printf '\\copy + INSERT (pglz)%s\n' "${plot_rps[limit_pglz]}"
+    printf 'seed, pglz%s\n' "${plot_rps[seed]}"
+    printf 'load, lz4%s\n' "${plot_rps[nanguard_lz4]}"
+    printf 'load --jobs 1, lz4%s\n' "${plot_rps[nanguard_lz4_j1]}"
+    printf 'copy limit, lz4%s\n' "${plot_rps[limit_lz4]}"
+    printf 'load, pglz%s\n' "${plot_rps[nanguard_pglz]}"
+    printf 'copy limit, pglz%s\n' "${plot_rps[limit_pglz]}"
 } >"$WORK/load.tsv"
 bench_plot "$WORK/load.tsv" "$WORK/load.png" \
-    "Checkpoints into PostgreSQL, $lines of ~20 KB ($(date -u +%Y-%m-%d), $(nproc) shared cores)" \
+    "Checkpoints into PostgreSQL: the seed's INSERT per row, nanguard load, psql's copy; $lines of ~20 KB ($(date -u +%Y-%m-%d), $(nproc) shared cores)" \
     "rows per second"
