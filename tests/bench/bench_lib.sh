@@ -99,7 +99,9 @@ bench_fresh() {
 bench_plot() { # TSV PNG TITLE YLABEL
     local n w
     n=$(head -n 1 "$1" | awk -F'\t' '{print NF}')
-    w=$(awk 'END { w = 150 * (NR - 1); print (w < 900) ? 900 : w }' "$1")
+    # wide enough for the labels: 7 px a character, 150 px a group at least
+    w=$(awk -F'\t' 'NR > 1 && length($1) > m { m = length($1) }
+        END { g = (7 * m > 150) ? 7 * m : 150; w = g * NR; print (w < 900) ? 900 : w }' "$1")
     # Bar j (2..n) of group i is centred at i + (j - 1 - n/2) / n (clustered,
     # gap 1: n - 1 bars and one bar's width of gap per group).
     gnuplot <<GP
