@@ -375,9 +375,11 @@ class PacedProducer(threading.Thread):
     """Produces msgs in chunks, one chunk every interval seconds, in the
     background (so that events can happen in the middle of a run).
     pause() waits for the chunk being produced and holds the next ones until
-    resume() (kcat gives up when the broker is away)."""
+    resume() (kcat gives up when the broker is away). hold_after=N pauses by
+    itself after N chunks, so that an event the test stages mid-run (a kill)
+    comes before the last chunks however slow the workers are."""
 
-    def __init__(self, topic, msgs, chunks, interval, dirpath):
+    def __init__(self, topic, msgs, chunks, interval, dirpath, hold_after=None):
         super().__init__(daemon=True)
         self.topic, self.msgs, self.interval, self.dir = topic, msgs, interval, dirpath
         size = max(1, (len(msgs) + chunks - 1) // chunks)
@@ -387,6 +389,7 @@ class PacedProducer(threading.Thread):
         self.lock = threading.Lock()
         self.go = threading.Event()
         self.go.set()
+        self.hold_after = hold_after
 
     def run(self):
         try:
@@ -396,6 +399,8 @@ class PacedProducer(threading.Thread):
                 with self.lock:
                     produce(self.topic, chunk, os.path.join(self.dir, "chunk-%03d.txt" % i))
                     self.produced += len(chunk)
+                if self.hold_after is not None and i + 1 == self.hold_after:
+                    self.go.clear()
                 time.sleep(max(0.0, self.interval - (time.time() - t)))
         except Exception as e:  # noqa: BLE001 - reported by the test
             self.error = e
@@ -406,6 +411,7 @@ class PacedProducer(threading.Thread):
             pass
 
     def resume(self):
+        self.hold_after = None  # a resume before the hold cancels it
         self.go.set()
 
 

@@ -27,7 +27,10 @@ def body():
     args = e2e.worker_args_fast() + CRASH_ARGS
     a = e2e.Worker("a", d, names.topic, names.group, names.table, args).start()
     b = e2e.Worker("b", d, names.topic, names.group, names.table, args).start()
-    prod = e2e.PacedProducer(names.topic, msgs, chunks=10, interval=1.0, dirpath=d)
+    # The last 3 chunks wait for the kill: on a busy machine the workers can
+    # fall behind the producer, and the kill must still come mid-production.
+    prod = e2e.PacedProducer(names.topic, msgs, chunks=10, interval=1.0, dirpath=d,
+                             hold_after=7)
     prod.start()
     mid = e2e.wait_until(lambda: e2e.row_count(names.table) >= 0.4 * n_rows, 60,
                          interval=0.2, what="40% of the rows")
@@ -37,6 +40,7 @@ def body():
     say("killed worker a with %d/%d rows stored, %d messages produced"
         % (stored_before, n_rows, prod.produced))
     check(prod.produced < len(msgs), "the kill happened while messages were still produced")
+    prod.resume()
     time.sleep(1.0)
     a.start()
     prod.join(120)
