@@ -95,6 +95,9 @@ const ng_option worker_settings[] = {
      "on SIGTERM, how long to try to flush before leaving"},
     {"notify-sanitized", NG_OPT_FLAG, "false",
      "also send checkpoint_sanitized events (severity info)"},
+    {"require-complete", NG_OPT_FLAG, "false",
+     "dead-letter a checkpoint whose channel_versions names a channel the "
+     "envelope does not hold (default: store it, checkpoint_incomplete)"},
     {"stats-interval-ms", NG_OPT_INT, "10000",
      "how often to log progress counters (0: never)"},
     {"log-level", NG_OPT_STRING, "info", "debug, info, warn or error"},
@@ -157,6 +160,8 @@ struct counters {
     uint64_t values_omitted; /* dead letters sent without their value */
     uint64_t dlq_lost;       /* refused for size even without key and value */
     uint64_t by_kind[SANITIZE_KIND_COUNT]; /* values repaired, by kind */
+    uint64_t incomplete;   /* stored though a channel was missing */
+    uint64_t without_step; /* metadata without "step" */
 };
 
 /* What /metrics shows (common/status.h), in the order publish() fills. */
@@ -231,6 +236,9 @@ struct worker {
     int retry; /* a sink whose flush failed: it goes next; -1 when none */
     pg_writer *writer; /* flushes one sink at a time on its thread */
     sanitize *san;
+    envelope_reader *reader; /* blobs, writes, step, completeness */
+    bool require_complete;
+    ng_ratelimit log_incomplete;
     offsets *offs;
     char *topic_list;
     char *dlq_topic;
@@ -731,7 +739,12 @@ static int read_message(worker *w, struct slot *s, envelope *env, ng_error *why,
                             (unsigned long long)e->offset, e->message);
     }
     char reason[256];
-    if (envelope_read(w->san, env, reason, sizeof reason) != 0) {
+    if (envelope_reader_read(w->reader, w->san, env, reason, sizeof reason) !=
+        0) {
+        if (strcmp(reason, "out of memory") == 0) {
+            return ng_error_set(why, NG_ERR_TRANSIENT, "out_of_memory",
+                                "out of memory reading the envelope");
+        }
         *klass = "nanguard.BadEnvelope";
         return ng_error_set(why, NG_ERR_PERMANENT, "bad_envelope",
                             "not a checkpoint envelope: %s", reason);
@@ -739,7 +752,44 @@ static int read_message(worker *w, struct slot *s, envelope *env, ng_error *why,
     s->thread_id = dup_str(env->thread_id);
     s->checkpoint_id = dup_str(env->checkpoint_id);
     s->checkpoint_ns = dup_str(env->checkpoint_ns);
+    if (env->missing_channel != NULL && w->require_complete) {
+        *klass = "nanguard.IncompleteCheckpoint";
+        return ng_error_set(why, NG_ERR_PERMANENT, "checkpoint_incomplete",
+                            "incomplete checkpoint: channel_versions names "
+                            "channel '%.80s', which is neither in "
+                            "channel_values nor in blobs",
+                            env->missing_channel);
+    }
     return 0;
+}
+
+/* A checkpoint stored without one of its channels: counted, logged (rate
+ * limited) and told with a checkpoint_incomplete event (best effort, as
+ * checkpoint_sanitized). */
+static void tell_incomplete(worker *w, const struct slot *s,
+                            const char *channel)
+{
+    w->n.incomplete++;
+    char details[200];
+    snprintf(details, sizeof details,
+             "channel_versions names channel '%.80s', which is neither in "
+             "channel_values nor in blobs",
+             channel);
+    if (log_allowed(&w->log_incomplete)) {
+        ng_log(NG_LOG_WARN, "incomplete checkpoint stored", "thread_id",
+               s->thread_id, "checkpoint_id", s->checkpoint_id, "channel",
+               channel, NULL);
+    }
+    event_position src = {rd_kafka_topic_name(s->rkm->rkt), s->rkm->partition,
+                          s->rkm->offset};
+    ng_error err;
+    ng_buf_clear(&w->scratch);
+    if (event_incomplete_json(&w->scratch, s->thread_id, s->checkpoint_id,
+                              s->checkpoint_ns, details, src) != 0 ||
+        outcome_notify(w->out, s->thread_id, w->scratch.data, w->scratch.len,
+                       TAG_UNTRACKED, &err) != 0) {
+        w->notify_produce_failures++;
+    }
 }
 
 static void notify_sanitized(worker *w, const struct slot *s)
@@ -795,6 +845,13 @@ static void process(worker *w, rd_kafka_message_t *m)
     ng_error why;
     const char *klass = NULL;
     if (read_message(w, s, &env, &why, &klass) != 0) {
+        if (why.klass == NG_ERR_TRANSIENT) {
+            /* Out of memory: unfinished; a restart replays it. */
+            ng_log(NG_LOG_ERROR, "cannot read the message", "reason",
+                   why.message, NULL);
+            slot_release(w, s, false);
+            return;
+        }
         /* Unreadable: the Kafka key names the thread. */
         if (m->key != NULL && m->key_len > 0) {
             s->thread_id = dup_mem(m->key, m->key_len);
@@ -807,6 +864,13 @@ static void process(worker *w, rd_kafka_message_t *m)
         for (int k = 0; k < SANITIZE_KIND_COUNT; k++) {
             w->n.by_kind[k] += sanitize_count(w->san, (sanitize_kind)k);
         }
+    }
+    for (int k = 0; k < SANITIZE_KIND_COUNT; k++) {
+        w->n.by_kind[k] += envelope_reader_count(w->reader, (sanitize_kind)k);
+    }
+    w->n.without_step += !env.has_step;
+    if (env.missing_channel != NULL) {
+        tell_incomplete(w, s, env.missing_channel);
     }
     if (rewrites > 0 && w->notify_sanitized) {
         notify_sanitized(w, s);
@@ -1294,6 +1358,7 @@ worker *worker_new(const ng_config *cfg, ng_error *err)
         (uint64_t)ng_config_int(cfg, "shutdown-timeout-ms");
     w->stats_interval_ms = (uint64_t)ng_config_int(cfg, "stats-interval-ms");
     w->notify_sanitized = ng_config_flag(cfg, "notify-sanitized");
+    w->require_complete = ng_config_flag(cfg, "require-complete");
     ng_backoff_init(&w->backoff,
                     (uint64_t)ng_config_int(cfg, "retry-initial-ms"),
                     w->retry_max_ms, NULL, NULL);
@@ -1310,15 +1375,18 @@ worker *worker_new(const ng_config *cfg, ng_error *err)
                       LOG_WINDOW_MS);
     ng_ratelimit_init(&w->log_retry, "not delivered, will retry", LOG_BURST,
                       LOG_WINDOW_MS);
+    ng_ratelimit_init(&w->log_incomplete, "incomplete checkpoint stored",
+                      LOG_BURST, LOG_WINDOW_MS);
 
     /* Paths only for the checkpoint_sanitized events. */
     sanitize_options so = {.max_depth = (size_t)ng_config_int(cfg, "max-depth"),
                            .no_paths = !w->notify_sanitized};
     w->san = sanitize_new(&so);
+    w->reader = envelope_reader_new(so.max_depth);
     w->offs = offsets_new();
     if (w->topic_list == NULL || w->dlq_topic == NULL || notify_topic == NULL ||
         w->flush_error_message == NULL || w->critical_message == NULL ||
-        w->san == NULL || w->offs == NULL) {
+        w->san == NULL || w->reader == NULL || w->offs == NULL) {
         free(notify_topic);
         ng_error_set(err, NG_ERR_CONFIG, "oom", "out of memory");
         worker_free(w);
@@ -1387,6 +1455,7 @@ void worker_free(worker *w)
     pg_sink_free(w->sinks[1]); /* first: it uses sinks[0]'s connection */
     pg_sink_free(w->sinks[0]);
     sanitize_free(w->san);
+    envelope_reader_free(w->reader);
     offsets_free(w->offs);
     free(w->slots);
     free(w->free_list);
@@ -1445,6 +1514,19 @@ static int metrics_extra(worker *w, ng_buf *out)
         rc = ng_metrics_series(out, "nanguard_dead_lettered_by_code_total",
                                labels, (double)w->dlq_codes[i].n);
     }
+    rc = rc ||
+         ng_metrics_header(out, "nanguard_checkpoints_incomplete_total",
+                           "checkpoints stored although channel_versions "
+                           "names a channel the envelope did not hold",
+                           "counter") ||
+         ng_metrics_series(out, "nanguard_checkpoints_incomplete_total", NULL,
+                           (double)w->n.incomplete) ||
+         ng_metrics_header(out, "nanguard_checkpoints_without_step_total",
+                           "envelopes whose metadata has no step (LangGraph "
+                           "cannot resume from them)",
+                           "counter") ||
+         ng_metrics_series(out, "nanguard_checkpoints_without_step_total", NULL,
+                           (double)w->n.without_step);
     size_t nlag = consumer_lag_count(w->cons);
     rc = rc || ng_metrics_header(out, "nanguard_consumer_lag",
                                  "messages after the committed offset, per "
@@ -1573,6 +1655,7 @@ static int shut_down(worker *w)
     }
     log_suppressed(&w->log_dead_letter, ng_ratelimit_take(&w->log_dead_letter));
     log_suppressed(&w->log_retry, ng_ratelimit_take(&w->log_retry));
+    log_suppressed(&w->log_incomplete, ng_ratelimit_take(&w->log_incomplete));
     log_stats(w, "stopped");
     return 0;
 }

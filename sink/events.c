@@ -90,3 +90,18 @@ int event_sanitized_json(ng_buf *b, const char *thread_id,
            ng_json_raw(b, paths_json) || position(b, "source", source) ||
            ng_json_raw(b, "}");
 }
+
+int event_incomplete_json(ng_buf *b, const char *thread_id,
+                          const char *checkpoint_id, const char *checkpoint_ns,
+                          const char *details, event_position source)
+{
+    return head(b, thread_id, "checkpoint_incomplete", "warning",
+                "A checkpoint was saved without part of its state: resuming "
+                "this workflow from it may lose data.",
+                details, true) ||
+           ng_json_raw(b, ", \"checkpoint_id\": ") ||
+           ng_json_cstr(b, checkpoint_id) ||
+           ng_json_raw(b, ", \"checkpoint_ns\": ") ||
+           ng_json_cstr(b, checkpoint_ns) || position(b, "source", source) ||
+           ng_json_raw(b, "}");
+}

@@ -54,4 +54,11 @@ int event_sanitized_json(ng_buf *out, const char *thread_id,
                          const char *checkpoint_id, const char *rewrites_json,
                          const char *paths_json, event_position source);
 
+/* checkpoint_incomplete (severity warning): a checkpoint was stored
+ * although its channel_versions names a channel the envelope did not
+ * hold; details says which. */
+int event_incomplete_json(ng_buf *out, const char *thread_id,
+                          const char *checkpoint_id, const char *checkpoint_ns,
+                          const char *details, event_position source);
+
 #endif

@@ -30,16 +30,18 @@ class State(TypedDict, total=False):
 
 
 def make_graph(nan=True):
-    """Two nodes; with nan, the state gets float('nan') (inline) and
-    float('inf') (inside a dict, a blob); without, 0.5 and 1.5."""
-    bad = float("nan") if nan else 0.5
-    big = float("inf") if nan else 1.5
+    """Two nodes. With nan, the state's inline score gets float('nan') and
+    float('inf'); without, None (what nanguard stores for them, and what
+    PostgresSaver alone can store: it refuses NaN). Inside the dict (a
+    msgpack blob, not JSON) Infinity is kept either way."""
+    bad = float("nan") if nan else None
+    big = float("inf") if nan else None
 
     def think(s):
         n = s.get("count", 0)
         return {"count": n + 1, "score": bad,
                 "messages": [AIMessage("thought %d" % n, id="ai-%d" % n)],
-                "data": {"bound": big, "n": n, "tags": ["a", "b"]}}
+                "data": {"bound": float("inf"), "n": n, "tags": ["a", "b"]}}
 
     def note(s):
         return {"note": "note %d" % s["count"], "score": big}
@@ -114,3 +116,25 @@ def has_nonfinite(v):
     if isinstance(v, (list, tuple)):
         return any(has_nonfinite(x) for x in v)
     return False
+
+
+def shape(s, ids):
+    """A snapshot with its checkpoint ids as positions in ids (a list that
+    grows) and without timestamps: two runs of the same graph compare
+    equal."""
+    def pos(cfg):
+        if not cfg:
+            return None
+        cid = cfg["configurable"]["checkpoint_id"]
+        if cid not in ids:
+            ids.append(cid)
+        return ids.index(cid)
+    return {
+        "values": norm(s.values),
+        "next": list(s.next),
+        "metadata": norm(s.metadata),
+        "at": pos(s.config),
+        "parent": pos(s.parent_config),
+        "tasks": [(t.name, list(t.path), t.error, norm(t.result))
+                  for t in s.tasks],
+    }

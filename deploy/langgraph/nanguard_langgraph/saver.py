@@ -3,9 +3,11 @@ nanguard's workers to store in PostgreSQL) and whose reads are LangGraph's
 own PostgresSaver queries on that PostgreSQL."""
 import asyncio
 import threading
+from collections import OrderedDict
 
 from confluent_kafka import Producer
 from langgraph.checkpoint.base import BaseCheckpointSaver
+from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.checkpoint.postgres import PostgresSaver
 from psycopg import Connection
 from psycopg.rows import dict_row
@@ -24,6 +26,12 @@ class NanguardSaver(BaseCheckpointSaver):
     does. Each put_writes envelope carries its checkpoint again (stored
     once: the row is already there) so that every envelope is whole.
 
+    PostgreSQL lags behind Kafka, so the newest checkpoint this saver put
+    for a thread (and its writes) is also kept in memory and served by
+    get_tuple: a graph goes on from its own last step even before the
+    workers stored it. list() reads PostgreSQL only (what is stored so
+    far). One writer per thread, as with any LangGraph checkpointer.
+
     NanguardSaver(bootstrap_servers=..., topic=..., conninfo=...,
     producer_config={...}); flush(timeout) waits for the broker."""
 
@@ -40,7 +48,10 @@ class NanguardSaver(BaseCheckpointSaver):
         self._producer = Producer(conf)
         self._topic = topic
         self._lock = threading.Lock()
-        self._last = {}  # (thread_id, ns) -> (checkpoint_id, envelope)
+        # (thread_id, ns) -> OrderedDict(checkpoint_id -> envelope), the
+        # newest few, for the put_writes envelopes
+        self._last = {}
+        self._cache = InMemorySaver(serde=self.serde)
         self._errors = []
 
     # ---- writing --------------------------------------------------------
@@ -63,9 +74,15 @@ class NanguardSaver(BaseCheckpointSaver):
 
     def put(self, config, checkpoint, metadata, new_versions):
         env = checkpoint_envelope(self.serde, config, checkpoint, metadata)
+        key = (env["thread_id"], env["checkpoint_ns"])
         with self._lock:
-            self._last[(env["thread_id"], env["checkpoint_ns"])] = (
-                env["checkpoint_id"], env)
+            recent = self._last.setdefault(key, OrderedDict())
+            recent[env["checkpoint_id"]] = env
+            while len(recent) > 4:
+                recent.popitem(last=False)
+            self._cache.put(config, checkpoint, metadata, new_versions)
+            self._prune(key, env["checkpoint_id"],
+                        checkpoint["channel_versions"])
         self._produce(env)
         return {"configurable": {"thread_id": env["thread_id"],
                                  "checkpoint_ns": env["checkpoint_ns"],
@@ -75,12 +92,25 @@ class NanguardSaver(BaseCheckpointSaver):
         conf = config["configurable"]
         key = (conf["thread_id"], conf.get("checkpoint_ns", ""))
         with self._lock:
-            cid, env = self._last.get(key, (None, None))
-        if cid != conf["checkpoint_id"]:
+            env = self._last.get(key, {}).get(conf["checkpoint_id"])
+            self._cache.put_writes(config, writes, task_id, task_path)
+        if env is None:
             env = self._envelope_from_store(config)
         env = dict(env)
         env["writes"] = writes_entries(self.serde, writes, task_id, task_path)
         self._produce(env)
+
+    def _prune(self, key, keep, versions):
+        """Keeps only the newest checkpoint of a thread in the cache."""
+        thread, ns = key
+        stored = self._cache.storage.get(thread, {}).get(ns, {})
+        for cid in [c for c in stored if c != keep]:
+            del stored[cid]
+            self._cache.writes.pop((thread, ns, cid), None)
+        for k in [k for k in self._cache.blobs
+                  if k[0] == thread and k[1] == ns and
+                  versions.get(k[2]) != k[3]]:
+            del self._cache.blobs[k]
 
     def _envelope_from_store(self, config):
         t = self._reader.get_tuple(config)
@@ -109,15 +139,9 @@ class NanguardSaver(BaseCheckpointSaver):
     # ---- reading: LangGraph's own queries --------------------------------
 
     def get_tuple(self, config):
-        t = self._reader.get_tuple(config)
-        if t is not None:
-            c = t.config["configurable"]
-            key = (c["thread_id"], c.get("checkpoint_ns", ""))
-            with self._lock:
-                if key not in self._last or \
-                        self._last[key][0] != c["checkpoint_id"]:
-                    self._last.pop(key, None)
-        return t
+        with self._lock:
+            t = self._cache.get_tuple(config)
+        return t if t is not None else self._reader.get_tuple(config)
 
     def list(self, config, *, filter=None, before=None, limit=None):
         return self._reader.list(config, filter=filter, before=before,
