@@ -104,7 +104,7 @@ for schema, how in (("lg_made", "nanguard --create-table"),
                         break
             out = lg.invoke(human("more " + t, t + "3"), cfg)
             check(out["count"] == got.values["count"] + 1 and
-                  not has_nonfinite(out),
+                  not has_nonfinite(out["score"]),
                   "[%s] %s: graph.invoke carries the thread on (count "
                   "%s)" % (how, t, out.get("count")))
     check(nrows != "0|0", "[%s] blobs and writes stored (%s)" % (how, nrows))
