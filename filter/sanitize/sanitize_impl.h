@@ -244,7 +244,9 @@ int san_string_end(sanitize *h, const unsigned char *p);
 
 /* skeleton.c: what yajl is given */
 #define MAX_HOLES 4096 /* holes waiting for yajl, at most */
-#define HOLE_MIN 24    /* the shortest span worth a hole */
+#ifndef HOLE_MIN
+#define HOLE_MIN 24 /* the shortest span worth a hole */
+#endif
 /* The hole and span arrays (fixed: no allocation per message). */
 int san_skeleton_init(sanitize *h);
 void san_skeleton_free(sanitize *h);

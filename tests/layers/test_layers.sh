@@ -3,6 +3,7 @@
 # - a program linked against the sanitizer target alone works and has no
 #   librdkafka, libpq or libmicrohttpd on its link line or among the
 #   libraries it loads;
+# - the nanguard executable (its `sanitize`) loads none of them either;
 # - no file in filter/sanitize/ or filter/kafka/ includes a header from
 #   sink/ or filter/cli/, filter/sanitize/ includes nothing from
 #   filter/kafka/ or the drivers, common/ includes nothing above it, and
@@ -22,6 +23,16 @@ echo "sanitize_only needs: $(echo $needed)"
 for lib in librdkafka libpq libmicrohttpd libssl libcrypto; do
     grep -q "^$lib" <<<"$needed" && bad "sanitize_only loads $lib"
 done
+# The nanguard executable itself holds only `sanitize`: the other commands
+# are in nanguard-commands.so, loaded when one of them runs.
+if [[ -x $build/nanguard ]]; then
+    needed=$(readelf -d "$build/nanguard" | sed -n 's/.*Shared library: \[\(.*\)\]/\1/p')
+    echo "nanguard needs: $(echo $needed)"
+    for lib in librdkafka libpq libmicrohttpd libssl libcrypto; do
+        grep -q "^$lib" <<<"$needed" && bad "nanguard loads $lib"
+    done
+    [[ -f $build/nanguard-commands.so ]] || bad "no nanguard-commands.so beside nanguard"
+fi
 # The link command itself, as the build wrote it.
 link=$(grep -A3 'build tests/layers/sanitize_only' "$build/build.ninja" |
        grep -m1 'LINK_LIBRARIES' || true)
