@@ -88,3 +88,25 @@ int ng_json_raw(ng_buf *b, const char *s)
 {
     return ng_buf_append(b, s, strlen(s));
 }
+
+int ng_json_base64(ng_buf *b, const void *p, size_t n)
+{
+    static const char tab[] =
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    const unsigned char *s = p;
+    int rc = ng_buf_putc(b, '"');
+    for (size_t i = 0; rc == 0 && i < n; i += 3) {
+        uint32_t v = (uint32_t)s[i] << 16;
+        if (i + 1 < n) {
+            v |= (uint32_t)s[i + 1] << 8;
+        }
+        if (i + 2 < n) {
+            v |= s[i + 2];
+        }
+        char q[4] = {tab[v >> 18], tab[(v >> 12) & 63],
+                     i + 1 < n ? tab[(v >> 6) & 63] : '=',
+                     i + 2 < n ? tab[v & 63] : '='};
+        rc = ng_buf_append(b, q, 4);
+    }
+    return rc || ng_buf_putc(b, '"');
+}

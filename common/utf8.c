@@ -39,3 +39,20 @@ size_t utf8_sequence(const unsigned char *s, size_t n, bool *valid)
     *valid = need == 0;
     return k;
 }
+
+bool utf8_valid(const char *s, size_t n)
+{
+    const unsigned char *u = (const unsigned char *)s;
+    for (size_t i = 0; i < n;) {
+        if (u[i] < 0x80) {
+            i++;
+            continue;
+        }
+        bool ok;
+        i += utf8_sequence(u + i, n - i, &ok);
+        if (!ok) {
+            return false;
+        }
+    }
+    return true;
+}

@@ -16,4 +16,7 @@ int utf8_lead(unsigned char c, unsigned char *lo, unsigned char *hi);
  * maximal invalid subpart (what one U+FFFD replaces) with *valid clear. */
 size_t utf8_sequence(const unsigned char *s, size_t n, bool *valid);
 
+/* Whether s[0..n) is valid UTF-8 as a whole. */
+bool utf8_valid(const char *s, size_t n);
+
 #endif

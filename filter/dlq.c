@@ -241,44 +241,6 @@ const char *dlq_header_original_name(const char *name)
     return strncmp(name, prefix, n) == 0 && name[n] != '\0' ? name + n : name;
 }
 
-static bool valid_utf8(const char *s, size_t n)
-{
-    const unsigned char *u = (const unsigned char *)s;
-    for (size_t i = 0; i < n;) {
-        if (u[i] < 0x80) {
-            i++;
-            continue;
-        }
-        bool ok;
-        i += utf8_sequence(u + i, n - i, &ok);
-        if (!ok) {
-            return false;
-        }
-    }
-    return true;
-}
-
-static int base64(ng_buf *b, const unsigned char *s, size_t n)
-{
-    static const char tab[] =
-        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    int rc = ng_buf_putc(b, '"');
-    for (size_t i = 0; rc == 0 && i < n; i += 3) {
-        uint32_t v = (uint32_t)s[i] << 16;
-        if (i + 1 < n) {
-            v |= (uint32_t)s[i + 1] << 8;
-        }
-        if (i + 2 < n) {
-            v |= s[i + 2];
-        }
-        char q[4] = {tab[v >> 18], tab[(v >> 12) & 63],
-                     i + 1 < n ? tab[(v >> 6) & 63] : '=',
-                     i + 2 < n ? tab[v & 63] : '='};
-        rc = ng_buf_append(b, q, 4);
-    }
-    return rc || ng_buf_putc(b, '"');
-}
-
 /* "2026-12-03T13:00:00.123Z" */
 static void format_ms(int64_t ms, char out[32])
 {
@@ -614,12 +576,12 @@ static int inspect_json(struct dlq *d)
     if (rc == 0 && d->values) {
         if (m->payload == NULL) {
             rc = ng_json_raw(b, ", \"value\": null");
-        } else if (valid_utf8(m->payload, m->len)) {
+        } else if (utf8_valid(m->payload, m->len)) {
             rc = ng_json_raw(b, ", \"value\": ") ||
                  ng_json_string(b, m->payload, m->len);
         } else {
             rc = ng_json_raw(b, ", \"value_base64\": ") ||
-                 base64(b, m->payload, m->len);
+                 ng_json_base64(b, m->payload, m->len);
         }
     }
     if (rc == 0 && d->explain) {

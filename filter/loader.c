@@ -21,6 +21,7 @@
 #include "common/clock.h"
 #include "common/json_write.h"
 #include "common/log.h"
+#include "common/utf8.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -65,6 +66,7 @@ typedef struct {
     size_t orig_off; /* the line as read */
     size_t orig_len;
     bool rejected;
+    uint64_t omitted; /* too_large: the line's length (its bytes not kept) */
     char code[24];
     size_t msg_off;        /* rejected: why, NUL terminated */
     size_t text_off[5];    /* the envelope's strings, NUL terminated; */
@@ -280,19 +282,24 @@ static int prepare(pipeline *p, block *b, uint64_t line, const char *text,
     item *it = &b->items[b->n];
     memset(it, 0, sizeof *it);
     it->line = line;
+    char why[256];
+    if (text == NULL || len > p->max_message_bytes) {
+        /* Not kept (read_file skipped most of it already): the dead
+         * letter gives its length and line number. */
+        it->omitted = len;
+        b->n++;
+        snprintf(why, sizeof why,
+                 "the line has %zu bytes, more than --max-message-bytes "
+                 "%zu (skipped while read, not kept)",
+                 len, p->max_message_bytes);
+        return put_text(&b->data, "", 0, &it->orig_off) ||
+               reject_item(b, it, "too_large", why);
+    }
     it->orig_len = len;
     if (put_text(&b->data, text, len, &it->orig_off) != 0) {
         return -1;
     }
     b->n++;
-    char why[256];
-    if (len > p->max_message_bytes) {
-        snprintf(why, sizeof why,
-                 "the message has %zu bytes, more than --max-message-bytes "
-                 "%zu",
-                 len, p->max_message_bytes);
-        return reject_item(b, it, "too_large", why);
-    }
     sanitize_reset(p->san);
     sanitize_status st = sanitize_feed(p->san, text, len);
     if (st == SANITIZE_OK) {
@@ -401,6 +408,7 @@ static int read_file(pipeline *p, const char *name, block **bp, uint64_t *line,
     }
     lb->start = lb->end = 0;
     size_t scanned = 0; /* bytes after start known to hold no newline */
+    size_t skipped = 0; /* of a line longer than --max-message-bytes */
     bool eof = false;
     int rc = 0;
     while (rc == 0) {
@@ -409,6 +417,12 @@ static int read_file(pipeline *p, const char *name, block **bp, uint64_t *line,
                        ? memchr(lb->buf + lb->start + scanned, '\n', unseen)
                        : NULL;
         if (nl == NULL && !eof) {
+            if (skipped > 0 || lb->end - lb->start > p->max_message_bytes) {
+                /* Too long to be stored: count its bytes, keep none, so
+                 * that memory stays bounded whatever its length. */
+                skipped += lb->end - lb->start;
+                lb->start = lb->end = 0;
+            }
             scanned = lb->end - lb->start;
             /* Make room: move the partial line to the front, then grow. */
             if (lb->start > 0) {
@@ -445,7 +459,7 @@ static int read_file(pipeline *p, const char *name, block **bp, uint64_t *line,
             lb->end += (size_t)n;
             continue;
         }
-        if (nl == NULL && lb->start == lb->end) {
+        if (nl == NULL && lb->start == lb->end && skipped == 0) {
             break; /* the end, after a final newline */
         }
         /* A line: up to the newline, or the rest at the end. */
@@ -454,10 +468,12 @@ static int read_file(pipeline *p, const char *name, block **bp, uint64_t *line,
         lb->start += len + (nl != NULL);
         scanned = 0;
         uint64_t no = ++*line;
-        if (no < p->start_line || blank(text, len)) {
+        size_t whole = skipped + len;
+        skipped = 0;
+        if (no < p->start_line || (whole == len && blank(text, len))) {
             continue;
         }
-        if (prepare(p, *bp, no, text, len) != 0) {
+        if (prepare(p, *bp, no, whole == len ? text : NULL, whole) != 0) {
             fprintf(stderr, "nanguard load: out of memory\n");
             rc = EX_SOFTWARE;
             break;
@@ -561,6 +577,7 @@ typedef struct {
     char *message;
     size_t off; /* the original bytes, in loader.queue_values */
     size_t len;
+    uint64_t omitted; /* too_large: the line's length, its bytes not kept */
 } queued;
 
 /* A row of a job's batch: the tag of the row is its index here. */
@@ -703,11 +720,21 @@ static int write_dead_letter(loader *lo, const queued *q, const char *value)
     }
     ng_buf *b = &lo->out;
     ng_buf_clear(b);
-    int rc = ng_json_raw(b, "{\"line\": ") || ng_json_u64(b, q->line) ||
-             ng_json_raw(b, ", \"error_code\": ") || ng_json_cstr(b, q->code) ||
-             ng_json_raw(b, ", \"message\": ") || ng_json_cstr(b, message) ||
-             ng_json_raw(b, ", \"value\": ") ||
-             ng_json_string(b, value, q->len) || ng_json_raw(b, "}\n");
+    int rc =
+        ng_json_raw(b, "{\"line\": ") || ng_json_u64(b, q->line) ||
+        ng_json_raw(b, ", \"error_code\": ") || ng_json_cstr(b, q->code) ||
+        ng_json_raw(b, ", \"message\": ") || ng_json_cstr(b, message) ||
+        ng_json_raw(b, q->omitted                  ? ", \"bytes\": "
+                       : utf8_valid(value, q->len) ? ", \"value\": "
+                                                   : ", \"value_base64\": ");
+    /* value: the line as it was; value_base64 when that is not UTF-8 (a
+     * JSON string could not give its bytes back); bytes: its length only,
+     * for a line too long to keep. */
+    rc = rc ||
+         (q->omitted                  ? ng_json_u64(b, q->omitted)
+          : utf8_valid(value, q->len) ? ng_json_string(b, value, q->len)
+                                      : ng_json_base64(b, value, q->len)) ||
+         ng_json_raw(b, "}\n");
     if (rc != 0) {
         fprintf(stderr, "nanguard load: out of memory\n");
         return EX_SOFTWARE;
@@ -766,7 +793,8 @@ static int write_ready(loader *lo)
 
 /* Settles a line that cannot be stored; its entry waits in the queue. */
 static int reject_line(loader *lo, uint64_t line, const char *code,
-                       const char *message, const char *value, size_t len)
+                       const char *message, const char *value, size_t len,
+                       uint64_t omitted)
 {
     open_settle(lo, line);
     if (lo->nqueue == lo->cap_queue) {
@@ -785,6 +813,7 @@ static int reject_line(loader *lo, uint64_t line, const char *code,
     q->message = strdup(message);
     q->off = lo->queue_values.len;
     q->len = len;
+    q->omitted = omitted;
     if (q->message == NULL || ng_buf_append(&lo->queue_values, value, len)) {
         free(q->message);
         goto oom;
@@ -794,6 +823,14 @@ static int reject_line(loader *lo, uint64_t line, const char *code,
 oom:
     fprintf(stderr, "nanguard load: out of memory\n");
     return EX_SOFTWARE;
+}
+
+/* 128 + the signal that asked the load to stop, or 0. */
+static int stop_asked(const loader *lo)
+{
+    return lo->opts->stop != NULL && *lo->opts->stop != 0
+               ? 128 + (int)*lo->opts->stop
+               : 0;
 }
 
 /* Stops every thread: the first reason wins. */
@@ -836,7 +873,7 @@ static int job_report(job *j)
             snprintf(code, sizeof code, "pg_%s", r->sqlstate);
             rc = reject_line(lo, bl->line, code,
                              r->message ? r->message : "refused by PostgreSQL",
-                             j->originals.data + bl->off, bl->len);
+                             j->originals.data + bl->off, bl->len, 0);
         }
     }
     pthread_cond_broadcast(&lo->to_main);
@@ -913,6 +950,9 @@ static int job_retry(job *j, int (*step)(pg_sink *, ng_error *),
         pthread_mutex_unlock(&lo->mu);
         if (stop) {
             return JOB_STOPPED;
+        }
+        if (stop_asked(lo)) {
+            return stop_asked(lo); /* a batch that cannot be finished now */
         }
     }
 }
@@ -1010,7 +1050,7 @@ static int job_add(job *j, const block *b, const item *it)
         loader *lo = j->lo;
         pthread_mutex_lock(&lo->mu);
         int rc = reject_line(lo, it->line, err.code, err.message, orig,
-                             it->orig_len);
+                             it->orig_len, 0);
         pthread_cond_broadcast(&lo->to_main);
         pthread_mutex_unlock(&lo->mu);
         return rc;
@@ -1184,7 +1224,7 @@ static int dispatch(loader *lo, block *b)
     for (size_t i = 0; i < b->n; i++) {
         item *it = &b->items[i];
         res->lines++;
-        res->bytes += it->orig_len;
+        res->bytes += it->omitted ? it->omitted : it->orig_len;
         if (!it->rejected) {
             res->rewrites += it->rewrites;
             res->incomplete += it->incomplete;
@@ -1206,7 +1246,8 @@ static int dispatch(loader *lo, block *b)
             rc = EX_SOFTWARE;
         } else if (it->rejected) {
             rc = reject_line(lo, it->line, it->code, b->data.data + it->msg_off,
-                             b->data.data + it->orig_off, it->orig_len);
+                             b->data.data + it->orig_off, it->orig_len,
+                             it->omitted);
         }
     }
     if (b->n > 0) {
@@ -1251,6 +1292,11 @@ static int dispatch(loader *lo, block *b)
 static int dispatch_all(loader *lo, int *input_status)
 {
     for (;;) {
+        if (stop_asked(lo)) {
+            /* As if the input ended here: the jobs write what they have. */
+            *input_status = stop_asked(lo);
+            return 0;
+        }
         block *b = pop(&lo->p, 100);
         int rc = 0;
         pthread_mutex_lock(&lo->mu);
@@ -1498,7 +1544,7 @@ int loader_run(const loader_options *opts, char **files, int nfiles,
         int rc = write_queue(&lo, UINT64_MAX);
         status = rc ? rc : status;
     }
-    if (status == EX_TEMPFAIL || status == EX_CONFIG) {
+    if (status == EX_TEMPFAIL || status == EX_CONFIG || status > 128) {
         /* Settled lines before the first open one keep their dead
          * letters; the rest is redone by the resumed run. */
         uint64_t resume = first_open_line(&lo);

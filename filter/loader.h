@@ -24,6 +24,7 @@
 
 #include "sink/pg_sink.h"
 
+#include <signal.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -45,6 +46,11 @@ typedef struct {
      * envelope does not hold (checkpoint_incomplete), instead of storing
      * it and counting it. */
     bool require_complete;
+    /* When *stop becomes non-zero (the number of the signal that asked),
+     * no more lines are read; the lines handed out are written (their
+     * batches finished), and loader_run returns 128 + *stop with
+     * resume_from_line set. NULL: never. */
+    volatile sig_atomic_t *stop;
 } loader_options;
 
 typedef struct {
@@ -58,8 +64,8 @@ typedef struct {
     uint64_t bytes;
     pg_sink_stats sink;   /* summed over the jobs */
     char compression[16]; /* of the table's checkpoint column */
-    /* After EX_TEMPFAIL or EX_CONFIG: the first line not settled, where a
-     * rerun goes on (--start-line); 0 when there is nothing to say. */
+    /* After EX_TEMPFAIL, EX_CONFIG or a stop: the first line not settled, where
+     * a rerun goes on (--start-line); 0 when there is nothing to say. */
     uint64_t resume_from_line;
 } loader_result;
 
@@ -68,7 +74,8 @@ typedef struct {
  * see result->dead_lettered), or an exit status: EX_USAGE (a connection
  * string libpq refuses), EX_IOERR, EX_TEMPFAIL (PostgreSQL unavailable
  * beyond the retry timeout), EX_CONFIG, EX_SOFTWARE (out of memory),
- * EX_OSERR. Messages go to stderr; *result is filled in every case. */
+ * EX_OSERR, 128 + the signal number after opts->stop. Messages go to stderr;
+ * *result is filled in every case. */
 int loader_run(const loader_options *opts, char **files, int nfiles,
                loader_result *result);
 

@@ -16,6 +16,7 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -102,10 +103,20 @@ static void usage(FILE *out)
         "error\n"
         "(authentication, missing table or column, privileges; nothing is "
         "dead-lettered);\n"
-        "64 bad usage; 74 I/O error.\n",
+        "64 bad usage; 74 I/O error; 130 (SIGINT) or 143 (SIGTERM): stopped "
+        "by\n"
+        "the signal after writing the lines read (resume_from_line says where "
+        "to go on).\n",
         PG_SINK_DEFAULT_TABLE, PG_SINK_DEFAULT_BATCH_ROWS,
         PG_SINK_DEFAULT_BATCH_BYTES, DEFAULT_RETRY_TIMEOUT_S,
         DEFAULT_MAX_MESSAGE_BYTES, LOADER_MAX_JOBS, LOADER_DEFAULT_JOBS);
+}
+
+static volatile sig_atomic_t stop_signal;
+
+static void on_signal(int sig)
+{
+    stop_signal = sig;
 }
 
 static double seconds_since(const struct timespec *t)
@@ -297,6 +308,16 @@ int cmd_load(int argc, char **argv)
     struct timespec started;
     clock_gettime(CLOCK_MONOTONIC, &started);
     o.progress = isatty(STDERR_FILENO) != 0;
+    /* SIGTERM, SIGINT: finish the lines handed out, print the summary and
+     * the resume line (loader.h); a second signal ends the process. */
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sa.sa_flags = SA_RESETHAND;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    o.stop = &stop_signal;
     loader_result r;
     int status = loader_run(&o, argv + optind, argc - optind, &r);
     if (status == 0 && r.dead_lettered > 0) {
