@@ -20,6 +20,7 @@ import base64
 import collections
 import json
 import os
+import pty
 import signal
 import socket
 import subprocess
@@ -234,6 +235,39 @@ def body():
     check(rc == 0 and len(out.splitlines()) == len(dl) + 1 and "pg_23514" in out,
           "--format table: a header and one line per record", out[:500])
 
+    # stdout on a terminal: a table by default.
+    master, slave = pty.openpty()
+    p = subprocess.Popen([BIN, "dlq", "inspect", "--brokers", BROKERS, "--topic",
+                          names.dlq, "--code", "too_large"], stdout=slave,
+                         stderr=subprocess.PIPE)
+    os.close(slave)
+    tty_out = b""
+    try:
+        while True:
+            chunk = os.read(master, 4096)
+            if not chunk:
+                break
+            tty_out += chunk
+    except OSError:
+        pass
+    os.close(master)
+    rc = p.wait(60)
+    n_large = sum(1 for r in dl if code_of(r) == "too_large")
+    check(rc == 0 and tty_out.startswith(b"PART/OFFSET") and
+          tty_out.count(b"too_large") == n_large,
+          "on a terminal inspect prints a table", tty_out[:300])
+    # --follow: the records so far, then waits; SIGINT ends it with 0.
+    p = subprocess.Popen([BIN, "dlq", "inspect", "--brokers", BROKERS, "--topic",
+                          names.dlq, "--follow", "--format", "json"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    time.sleep(3)
+    alive = p.poll() is None
+    p.send_signal(signal.SIGINT)
+    out, _ = p.communicate(timeout=30)
+    check(alive and p.returncode == 0 and len(jsonl(out.decode())) == len(dl),
+          "--follow keeps reading after the end, prints what there is, "
+          "exits 0 on SIGINT", (alive, p.returncode, len(out.splitlines())))
+
     # --- stats.
     rc, out, err = dlq("stats", "--brokers", BROKERS, "--topic", names.dlq,
                        "--format", "json", "--top", "3")
@@ -395,13 +429,33 @@ def body():
     kgroup = names.base + "_replay_kill"
     args = [BIN, "dlq", "replay", "--brokers", BROKERS, "--topic", names.dlq,
             "--to", target, "--group", kgroup]
+    # stderr on a terminal: the progress line.
+    master, slave = pty.openpty()
+    t0 = time.time()
     p = subprocess.Popen(args + ["--rate", "10"], stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE)
-    time.sleep(2.5)
+                         stderr=slave)
+    os.close(slave)
+    e2e.wait_until(lambda: e2e.count_records(target) >= 12, 20, interval=0.2,
+                   what="a dozen sends")
     p.send_signal(signal.SIGKILL)
     p.wait(30)
+    took = time.time() - t0
+    progress = b""
+    try:
+        while True:
+            chunk = os.read(master, 4096)
+            if not chunk:
+                break
+            progress += chunk
+    except OSError:
+        pass
+    os.close(master)
     first = {h1(r, "nanguard.replay.from") for r in e2e.consume(target)}
-    say("killed after %d of %d sends" % (len(first), len(all_from)))
+    say("killed after %d of %d sends, %.1f s" % (len(first), len(all_from), took))
+    check(len(first) <= 10 * took + 1, "--rate 10: at most 10 sends a second "
+          "(%d in %.1f s)" % (len(first), took))
+    check(b"replay: read " in progress and b"replayed " in progress,
+          "progress on stderr when it is a terminal", progress[-300:])
     rc, out, err = dlq("replay", *args[3:])
     summ = jsonl(out)[-1] if out.strip() else {}
     got = collections.Counter(h1(r, "nanguard.replay.from") for r in e2e.consume(target))
