@@ -21,6 +21,7 @@ struct part {
 struct reader {
     rd_kafka_t *rk;
     char *topic;
+    char brokers[256]; /* bootstrap.servers, for messages */
     int follow;
     int has_group;
     struct part *parts;
@@ -54,8 +55,9 @@ static int lookup_failed(reader *r, const char *what, rd_kafka_resp_err_t e,
 {
     if (unreachable(e)) {
         return ng_error_set(err, NG_ERR_TRANSIENT, "broker_unreachable",
-                            "no Kafka broker answered (%s for topic '%s'): %s",
-                            what, r->topic, rd_kafka_err2str(e));
+                            "no Kafka broker at %s answered (%s for topic "
+                            "'%s'): %s",
+                            r->brokers, what, r->topic, rd_kafka_err2str(e));
     }
     if (e == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART) {
         return ng_error_set(err, NG_ERR_CONFIG, "topic_missing",
@@ -262,8 +264,9 @@ reader *reader_new(rd_kafka_conf_t *conf, const char *topic,
     }
     r->follow = o->follow;
     r->has_group = o->group != NULL;
-    /* Without a group librdkafka still wants a group.id for a consumer
-     * handle; a name of its own that is never joined nor committed to. */
+    /* Without a group librdkafka 2.0 still wants a group.id to assign
+     * partitions (else "Unknown group"); a name of its own that is never
+     * joined nor committed to. */
     if (conf_set(conf, "group.id", o->group ? o->group : "nanguard-reader",
                  err) ||
         conf_set(conf, "enable.auto.commit", "false", err) ||
@@ -273,6 +276,11 @@ reader *reader_new(rd_kafka_conf_t *conf, const char *topic,
         rd_kafka_conf_destroy(conf);
         reader_free(r);
         return NULL;
+    }
+    size_t blen = sizeof r->brokers;
+    if (rd_kafka_conf_get(conf, "bootstrap.servers", r->brokers, &blen) !=
+        RD_KAFKA_CONF_OK) {
+        snprintf(r->brokers, sizeof r->brokers, "(bootstrap.servers)");
     }
     char errstr[512];
     r->rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof errstr);

@@ -33,6 +33,10 @@ import e2e  # noqa: E402
 from e2e import check, say  # noqa: E402
 
 BIN, BROKERS = e2e.BIN, e2e.BROKERS
+# The broker may be slow to answer on a loaded machine: the look-ups at
+# start get 60 s, not 10 (from the environment, as a user could set it;
+# the unreachable-broker check gives its own --timeout-ms).
+os.environ["NANGUARD_TIMEOUT_MS"] = "60000"
 
 
 def dlq(*args, timeout=120):
@@ -306,6 +310,32 @@ def body():
         rc, _, err = dlq("inspect", "--brokers", BROKERS, *(
             ["--topic", names.dlq] if args else []), *args)
         check(rc == 64, "usage error %s: exit 64" % (args or "no --topic"), (rc, err[-200:]))
+    # The worker's configuration rules: command line > environment > file,
+    # -X and kafka.* to librdkafka.
+    conf = os.path.join(d, "dlq.conf")
+    with open(conf, "w") as f:
+        f.write("topic = %s\nformat = json\nkafka.fetch.wait.max.ms = 10\n" % names.dlq)
+
+    def stats_with(args, env):
+        r = subprocess.run([BIN, "dlq", "stats"] + args, stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, timeout=60,
+                           env=dict(os.environ, **env))
+        n = json.loads(r.stdout).get("records") if r.returncode == 0 else None
+        return r.returncode, n
+    got = [
+        stats_with(["--config", conf], {"NANGUARD_BROKERS": BROKERS}),
+        stats_with(["--config", conf], {"NANGUARD_BROKERS": BROKERS,
+                                        "NANGUARD_TOPIC": names.dlq + "-none"}),
+        stats_with(["--config", conf, "--topic", names.dlq],
+                   {"NANGUARD_BROKERS": BROKERS, "NANGUARD_TOPIC": names.dlq + "-none"}),
+        stats_with(["--config", conf, "-X", "no.such.property=1"],
+                   {"NANGUARD_BROKERS": BROKERS}),
+        stats_with(["--config", conf, "-X", "fetch.wait.max.ms=x"],
+                   {"NANGUARD_BROKERS": BROKERS}),
+    ]
+    check(got == [(0, len(dl)), (69, None), (0, len(dl)), (64, None), (64, None)],
+          "settings from the file, the environment over it, the command line "
+          "over both; -X checked by librdkafka", got)
     rc, _, _ = dlq("replay", "--brokers", BROKERS, "--topic", names.dlq, "--to",
                    names.topic + "-none", "--code", "pg_23514")
     check(rc == 1, "replay to a missing topic: exit 1 (sends failed)", rc)

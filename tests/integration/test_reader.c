@@ -124,8 +124,11 @@ static int teardown(void **state)
 static reader *open_reader(int64_t since, int64_t until, int follow,
                            const char *group)
 {
-    reader_options o = {
-        .since_ms = since, .until_ms = until, .follow = follow, .group = group};
+    reader_options o = {.since_ms = since,
+                        .until_ms = until,
+                        .follow = follow,
+                        .group = group,
+                        .timeout_ms = 60000};
     ng_error err = {0};
     reader *r = reader_new(conf_for(brokers), topic, &o, &err);
     if (r == NULL) {
@@ -282,7 +285,7 @@ static void test_group(void **state)
 static void test_topic_missing(void **state)
 {
     (void)state;
-    reader_options o = {.since_ms = -1, .until_ms = -1};
+    reader_options o = {.since_ms = -1, .until_ms = -1, .timeout_ms = 60000};
     ng_error err = {0};
     reader *r =
         reader_new(conf_for(brokers), "test_reader_no_such_topic", &o, &err);
