@@ -884,14 +884,13 @@ static void take(notify *n, const rd_kafka_message_t *m)
                    off, NULL);
         }
     }
-    if (thread == NULL && m->key != NULL && m->key_len <= MAX_THREAD_LEN &&
+    /* A record that is not JSON is no event: only the position moves. */
+    if (root != NULL && thread == NULL && m->key != NULL &&
+        m->key_len <= MAX_THREAD_LEN &&
         memchr(m->key, '\0', m->key_len) == NULL) {
         memcpy(keybuf, m->key, m->key_len);
         keybuf[m->key_len] = '\0';
         thread = keybuf;
-    }
-    if (root == NULL) {
-        thread = NULL; /* not an event: only the position moves */
     }
     rd_kafka_timestamp_type_t tstype;
     int64_t ts = rd_kafka_message_timestamp(m, &tstype);

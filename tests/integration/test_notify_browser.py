@@ -90,7 +90,7 @@ def body():
         {"thread_id": A, "checkpoint_id": "x", "checkpoint": "not an object"}).encode())],
         os.path.join(d, "p1.txt"))
     check(e2e.wait_until(lambda: any(n and n.get("thread_id") == A for _, n in
-                                     e2e.notifications(names.notify)), 20, 0.5),
+                                     e2e.notifications(names.notify)), 90, 0.5),
           "the worker notified the dead letter of A")
 
     profile = tempfile.mkdtemp(prefix="nanguard-chromium-", dir=d)
