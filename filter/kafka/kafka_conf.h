@@ -1,7 +1,12 @@
 /* kafka_conf.h - a librdkafka configuration from a command's settings:
  * bootstrap.servers from its "brokers" setting, client.id nanguard, the
  * log callback (librdkafka's lines as our JSON lines), the command's own
- * properties, then the user's -X / kafka.* properties over them. */
+ * properties, then the user's -X / kafka.* properties over them.
+ *
+ * Secrets from files: a user property "<p>.file = PATH", for p one of
+ * sasl.password, ssl.key.password, ssl.keystore.password and
+ * sasl.oauthbearer.client.secret, sets p to the first line of the file
+ * (without its line end); errors name the file, never the secret. */
 #ifndef NANGUARD_KAFKA_CONF_H
 #define NANGUARD_KAFKA_CONF_H
 

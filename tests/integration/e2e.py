@@ -632,6 +632,38 @@ def worker_args_fast():
 
 
 # ---------------------------------------------------------------------------
+# TLS: a certificate authority of the test's own (openssl)
+
+
+def make_ca(dirpath, name="ca"):
+    """A new self-signed CA in dirpath: (cert path, key path)."""
+    crt, key = os.path.join(dirpath, name + ".crt"), os.path.join(dirpath, name + ".key")
+    run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key,
+         "-out", crt, "-days", "2", "-subj", "/CN=nanguard test %s %s" % (name, RUN)])
+    return crt, key
+
+
+def make_cert(dirpath, name, ca, sans="DNS:localhost,IP:127.0.0.1"):
+    """A server certificate for sans signed by ca (make_ca): (cert, key),
+    the key unencrypted PKCS#8 PEM."""
+    crt, key = os.path.join(dirpath, name + ".crt"), os.path.join(dirpath, name + ".key")
+    csr, ext = os.path.join(dirpath, name + ".csr"), os.path.join(dirpath, name + ".ext")
+    with open(ext, "w") as f:
+        f.write("subjectAltName=%s\nextendedKeyUsage=serverAuth\n" % sans)
+    run(["openssl", "req", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", csr,
+         "-subj", "/CN=localhost"])
+    run(["openssl", "x509", "-req", "-in", csr, "-CA", ca[0], "-CAkey", ca[1],
+         "-CAcreateserial", "-out", crt, "-days", "2", "-extfile", ext])
+    return crt, key
+
+
+def secret_in(password, *texts):
+    """The texts (bytes or str) that contain password."""
+    pw = password.encode()
+    return [t[:200] for t in texts if pw in (t if isinstance(t, bytes) else t.encode())]
+
+
+# ---------------------------------------------------------------------------
 # A worker's --http-listen
 
 
