@@ -44,9 +44,21 @@ json_verify -s <"$nulled" >/dev/null
 "$nanguard" sanitize --full-feed <"$corpus" | cmp - "$nulled"
 
 log "$rounds interleaved rounds, CPU time (user + system) of each process"
-python3 "$here/cpu_rounds.py" --rounds "$rounds" \
+python3 "$here/cpu_rounds.py" --rounds "$rounds" >"$out/ratio_sanitize.md" \
     "nanguard sanitize=$corpus=$nanguard sanitize" \
     "json_verify -s (pre-nulled)=$nulled=json_verify -s" \
     "nanguard sanitize --full-feed=$corpus=$nanguard sanitize --full-feed" \
     "seed Python (sanitize_for_json.py)=$corpus=python3 $here/sanitize_for_json.py --passes 1 /dev/stdin"
+cat "$out/ratio_sanitize.md"
 echo "corpus: $(wc -c <"$corpus") bytes, $(wc -l <"$corpus") lines; $(nproc) cores; $(date -u '+%Y-%m-%d %H:%M UTC'); load average $(cut -d' ' -f1-3 /proc/loadavg)"
+
+# The plot: MB of input per CPU second (the corpus over each median), from
+# the table above, into OUTDIR/sanitize-cpu.tsv and sanitize-cpu.png.
+# shellcheck source=bench_lib.sh
+. "$here/bench_lib.sh"
+awk -F' [|] ' -v b="$(wc -c <"$corpus")" 'BEGIN { print "label\tMB per CPU second" }
+    NR > 2 { sub(/^[|] /, "", $1); printf "%s\t%.1f\n", $1, b / 1e6 / $2 }' \
+    "$out/ratio_sanitize.md" >"$out/sanitize-cpu.tsv"
+bench_plot "$out/sanitize-cpu.tsv" "$out/sanitize-cpu.png" \
+    "Sanitizer: MB of input per CPU second, median of $rounds interleaved rounds ($(date -u +%Y-%m-%d), $(nproc) shared cores)" \
+    "MB per CPU second"
