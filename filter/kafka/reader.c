@@ -68,6 +68,47 @@ static int lookup_failed(reader *r, const char *what, rd_kafka_resp_err_t e,
                         rd_kafka_err2str(e));
 }
 
+/* Errors a look-up at start may meet while the broker is busy or moving
+ * leaders (a loaded machine, a new broker creating the offsets topic on
+ * the first group request): asked again until the limit. */
+static int retriable(rd_kafka_resp_err_t e)
+{
+    switch (e) {
+    case RD_KAFKA_RESP_ERR_NOT_COORDINATOR:
+    case RD_KAFKA_RESP_ERR_COORDINATOR_NOT_AVAILABLE:
+    case RD_KAFKA_RESP_ERR_COORDINATOR_LOAD_IN_PROGRESS:
+    case RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION:
+    case RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE:
+    case RD_KAFKA_RESP_ERR_FENCED_LEADER_EPOCH:
+    case RD_KAFKA_RESP_ERR_UNKNOWN_LEADER_EPOCH:
+    case RD_KAFKA_RESP_ERR_OFFSET_NOT_AVAILABLE:
+    case RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT:
+    case RD_KAFKA_RESP_ERR__UNKNOWN_PARTITION:
+    case RD_KAFKA_RESP_ERR__WAIT_COORD:
+        return 1;
+    default:
+        return 0;
+    }
+}
+
+/* Sleeps 200 ms and says 1 when e is retriable and the deadline leaves
+ * room for another try. */
+static int again(rd_kafka_resp_err_t e, uint64_t deadline)
+{
+    if (!retriable(e) || ng_now_ms() + 200 >= deadline) {
+        return 0;
+    }
+    struct timespec ts = {.tv_nsec = 200 * 1000000L};
+    nanosleep(&ts, NULL);
+    return 1;
+}
+
+static int left_ms(uint64_t deadline)
+{
+    uint64_t now = ng_now_ms();
+    return now >= deadline ? 1 : (int)(deadline - now);
+}
+
 static int find_partitions(reader *r, int timeout_ms, ng_error *err)
 {
     rd_kafka_topic_t *rkt = rd_kafka_topic_new(r->rk, r->topic, NULL);
@@ -76,7 +117,20 @@ static int find_partitions(reader *r, int timeout_ms, ng_error *err)
                             "bad topic name '%s'", r->topic);
     }
     const struct rd_kafka_metadata *md = NULL;
-    rd_kafka_resp_err_t e = rd_kafka_metadata(r->rk, 0, rkt, &md, timeout_ms);
+    uint64_t deadline = ng_now_ms() + (uint64_t)timeout_ms;
+    rd_kafka_resp_err_t e;
+    for (;;) {
+        e = rd_kafka_metadata(r->rk, 0, rkt, &md, left_ms(deadline));
+        if (e == RD_KAFKA_RESP_ERR_NO_ERROR && md->topic_cnt == 1 &&
+            retriable(md->topics[0].err) &&
+            again(md->topics[0].err, deadline)) {
+            rd_kafka_metadata_destroy(md);
+            continue;
+        }
+        if (e == RD_KAFKA_RESP_ERR_NO_ERROR || !again(e, deadline)) {
+            break;
+        }
+    }
     rd_kafka_topic_destroy(rkt);
     if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
         return lookup_failed(r, "metadata", e, err);
@@ -122,14 +176,23 @@ static rd_kafka_topic_partition_list_t *part_list(const reader *r,
 static int offsets_for_time(reader *r, int64_t ts_ms, int timeout_ms,
                             int64_t *out, ng_error *err)
 {
-    rd_kafka_topic_partition_list_t *l = part_list(r, ts_ms);
-    rd_kafka_resp_err_t e = rd_kafka_offsets_for_times(r->rk, l, timeout_ms);
+    uint64_t deadline = ng_now_ms() + (uint64_t)timeout_ms;
+    rd_kafka_topic_partition_list_t *l;
+    rd_kafka_resp_err_t e;
+    for (;;) {
+        l = part_list(r, ts_ms);
+        e = rd_kafka_offsets_for_times(r->rk, l, left_ms(deadline));
+        for (int i = 0; e == RD_KAFKA_RESP_ERR_NO_ERROR && i < l->cnt; i++) {
+            e = l->elems[i].err;
+        }
+        if (e == RD_KAFKA_RESP_ERR_NO_ERROR || !again(e, deadline)) {
+            break;
+        }
+        rd_kafka_topic_partition_list_destroy(l);
+    }
     int rc = 0;
     for (int i = 0; rc == 0 && i < r->nparts; i++) {
         rd_kafka_topic_partition_t *p = &l->elems[i];
-        if (e == RD_KAFKA_RESP_ERR_NO_ERROR && p->err != 0) {
-            e = p->err;
-        }
         if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
             rc = lookup_failed(r, "offsets for times", e, err);
         } else {
@@ -140,29 +203,15 @@ static int offsets_for_time(reader *r, int64_t ts_ms, int timeout_ms,
     return rc;
 }
 
-/* The group coordinator may still be loading (a new broker creates the
- * offsets topic on the first group request): retry until the limit. */
-static int coordinator_busy(rd_kafka_resp_err_t e)
-{
-    return e == RD_KAFKA_RESP_ERR_NOT_COORDINATOR ||
-           e == RD_KAFKA_RESP_ERR_COORDINATOR_NOT_AVAILABLE ||
-           e == RD_KAFKA_RESP_ERR_COORDINATOR_LOAD_IN_PROGRESS;
-}
-
 static rd_kafka_resp_err_t
 committed(rd_kafka_t *rk, rd_kafka_topic_partition_list_t *l, int timeout_ms)
 {
     uint64_t deadline = ng_now_ms() + (uint64_t)timeout_ms;
-    for (;;) {
-        uint64_t now = ng_now_ms();
-        int left = now >= deadline ? 1 : (int)(deadline - now);
-        rd_kafka_resp_err_t e = rd_kafka_committed(rk, l, left);
-        if (!coordinator_busy(e) || ng_now_ms() + 200 >= deadline) {
-            return e;
-        }
-        struct timespec ts = {.tv_nsec = 200 * 1000000L};
-        nanosleep(&ts, NULL);
-    }
+    rd_kafka_resp_err_t e;
+    do {
+        e = rd_kafka_committed(rk, l, left_ms(deadline));
+    } while (e != RD_KAFKA_RESP_ERR_NO_ERROR && again(e, deadline));
+    return e;
 }
 
 static int find_range(reader *r, const reader_options *o, int timeout_ms,
@@ -175,8 +224,12 @@ static int find_range(reader *r, const reader_options *o, int timeout_ms,
     int rc = 0;
     for (int i = 0; rc == 0 && i < r->nparts; i++) {
         int64_t lo, hi;
-        rd_kafka_resp_err_t e = rd_kafka_query_watermark_offsets(
-            r->rk, r->topic, r->parts[i].id, &lo, &hi, timeout_ms);
+        uint64_t deadline = ng_now_ms() + (uint64_t)timeout_ms;
+        rd_kafka_resp_err_t e;
+        do {
+            e = rd_kafka_query_watermark_offsets(
+                r->rk, r->topic, r->parts[i].id, &lo, &hi, left_ms(deadline));
+        } while (e != RD_KAFKA_RESP_ERR_NO_ERROR && again(e, deadline));
         if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
             rc = lookup_failed(r, "watermark offsets", e, err);
             break;
@@ -461,7 +514,7 @@ int reader_commit(reader *r, ng_error *err)
             for (int i = 0; e == 0 && i < l->cnt; i++) {
                 e = l->elems[i].err;
             }
-            if (!coordinator_busy(e) || tries == 50) {
+            if (!retriable(e) || tries == 50) {
                 break;
             }
             struct timespec ts = {.tv_nsec = 200 * 1000000L};
