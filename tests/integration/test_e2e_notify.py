@@ -191,6 +191,22 @@ def body():
     evil.close()
     st, _, b = gw.get("/healthz")
     check(st == 200, "/healthz is 200", b)
+    st, hdrs, b = gw.get("/?thread_id=" + A)
+    check(st == 200 and hdrs.get("Content-Type", "").startswith("text/html") and
+          b"notify.js" in b and "default-src 'self'" in hdrs.get("Content-Security-Policy", ""),
+          "GET / is the banner page, with a same-origin Content-Security-Policy",
+          (st, hdrs))
+    st, _, b = gw.get("/notify.js")
+    check(st == 200 and b"textContent" in b and b"innerHTML" not in b,
+          "the page's script puts event text in with textContent, never innerHTML")
+    import urllib.request
+    req = urllib.request.Request(gw.url("/events"), method="OPTIONS",
+                                 headers={"Origin": "http://app.example"})
+    with urllib.request.urlopen(req, timeout=10) as r:
+        check(r.status == 204 and r.headers.get("Access-Control-Allow-Origin") ==
+              "http://app.example" and "Last-Event-ID" in
+              (r.headers.get("Access-Control-Allow-Headers") or ""),
+              "OPTIONS: the CORS preflight answer", dict(r.headers))
 
     # --- 1,000 idle streams, memory flat, little CPU.
     rss0 = gw.rss_kib()
@@ -221,19 +237,29 @@ def body():
     stalled = e2e.SseStream(gw.port, path([S]), read=False, rcvbuf=4096)
     fast = e2e.SseStream(gw.port, path([F]))
     check(stalled.status == 200 and fast.status == 200, "a stalled and a reading stream open")
+    def fast_event(i):
+        t = time.time()
+        e2e.produce(names.notify, [e2e.Msg("note", F.encode(), json.dumps({
+            "thread_id": F, "type": "checkpoint_flush_error", "severity": "warning",
+            "message": "fast %d" % i}).encode())], os.path.join(d, "fast%d.txt" % i))
+        fast.wait_events(i, 20)
+        got = fast.got()
+        return got[i - 1].t - t if len(got) >= i else None
+
+    # The same measure before and during the stall (kcat's start and the
+    # broker are in both, so a loaded machine does not fail the test).
+    base = fast_event(1)
     big = "x" * 8000
     flood = [e2e.Msg("note", S.encode(), json.dumps({
         "thread_id": S, "type": "checkpoint_flush_error", "severity": "warning",
         "message": "flood %d" % i, "error_details": big}).encode()) for i in range(800)]
     e2e.produce(names.notify, flood, os.path.join(d, "flood.txt"))
-    t1 = time.time()
-    e2e.produce(names.notify, [e2e.Msg("note", F.encode(), json.dumps({
-        "thread_id": F, "type": "checkpoint_flush_error", "severity": "warning",
-        "message": "fast"}).encode())], os.path.join(d, "fast.txt"))
-    fast.wait_events(1, 10)
-    lat = fast.got()[0].t - t1 if fast.got() else None
-    check(lat is not None and lat < 3.0, "while a reader stalls, another thread's event "
-          "arrives in %.2f s (< 3 s)" % (lat or -1))
+    lat = fast_event(2)
+    say("another thread's event: %.2f s before the stall, %.2f s with a stalled reader "
+        "behind a flood of %d KB" % (base or -1, lat or -1, len(flood) * 8))
+    check(base is not None and lat is not None and lat < base + 3.0,
+          "a stalled reader does not slow another thread's stream (%.2f s, %.2f s before)"
+          % (lat or -1, base or -1))
     dropped = e2e.wait_until(lambda: gw.metrics().get(
         "nanguard_notify_clients_dropped_total", 0) >= 1, 10, 0.5)
     check(dropped, "the stalled reader is dropped (nanguard_notify_clients_dropped_total)",
