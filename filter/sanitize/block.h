@@ -22,13 +22,14 @@
  * repair, no error); anything else is left to the byte-wise scanner,
  * which stays the one authority on output, errors and their offsets.
  *
- * The masks come from AVX2 (chosen at run time when the CPU has it),
- * SSE2 (every x86-64) or plain C; the checks on them are the same code,
- * instantiated once per way.
+ * The masks come from AVX-512 or AVX2 (chosen at run time when the CPU
+ * has it), SSE2 (every x86-64) or plain C; the checks on them are the same
+ * code, instantiated once per way.
  */
 #define BLOCK 64
 
-enum block_isa { ISA_C, ISA_SSE2, ISA_AVX2 };
+/* In order: a later one has what an earlier one has. */
+enum block_isa { ISA_C, ISA_SSE2, ISA_AVX2, ISA_AVX512 };
 
 #if defined(__SSE2__) && !defined(NANGUARD_NO_SIMD)
 #define BLOCK_SSE2 1
@@ -47,11 +48,15 @@ enum block_isa { ISA_C, ISA_SSE2, ISA_AVX2 };
 #define AVX2_INSTANCE __attribute__((target("avx2,bmi,popcnt"), flatten))
 #endif
 
+#if defined(BLOCK_AVX2) && !defined(NANGUARD_NO_AVX512)
+#define BLOCK_AVX512 1
+#endif
+
 static const uint64_t even_bits = UINT64_C(0x5555555555555555);
 
 static inline unsigned popcount_isa(uint64_t x, enum block_isa isa)
 {
-    if (isa == ISA_AVX2) {
+    if (isa >= ISA_AVX2) {
         return (unsigned)__builtin_popcountll(x); /* POPCNT there */
     }
     x -= (x >> 1) & even_bits;
@@ -134,13 +139,22 @@ const unsigned char *san_string_blocks_avx2(const unsigned char *p,
                                             const unsigned char *end);
 #endif
 
-/* block.c: whether this CPU (and its OS) runs the AVX2 instances, and the
- * entry points that take the fastest built one. */
-bool san_cpu_has_avx2(void);
+#if defined(BLOCK_AVX512)
+const unsigned char *san_number_run_avx512(const unsigned char *p,
+                                           const unsigned char *end,
+                                           uint64_t *commas, bool *closed);
+const unsigned char *san_string_blocks_avx512(const unsigned char *p,
+                                              const unsigned char *end);
+#endif
+
+/* block.c: the best instruction set built that this CPU (and its OS) runs,
+ * and the entry points that take the instances of one. */
+enum block_isa san_block_isa(void);
 const unsigned char *san_number_run(const unsigned char *p,
                                     const unsigned char *end, uint64_t *commas,
-                                    bool *closed, bool avx2);
+                                    bool *closed, enum block_isa isa);
 const unsigned char *san_string_blocks(const unsigned char *p,
-                                       const unsigned char *end, bool avx2);
+                                       const unsigned char *end,
+                                       enum block_isa isa);
 
 #endif

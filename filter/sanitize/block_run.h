@@ -186,7 +186,7 @@ string_blocks_isa(const unsigned char *p, const unsigned char *end,
     /* Checking escapes from the masks (AVX2, where all the classes cost
      * little) needs those of the next block; one by one (SSE2, plain C),
      * its first byte and 16 more. */
-    const bool pipelined = isa == ISA_AVX2;
+    const bool pipelined = isa >= ISA_AVX2;
     const ptrdiff_t need = pipelined ? 2 * BLOCK : BLOCK + 16;
     if (end - p < need) {
         return p;

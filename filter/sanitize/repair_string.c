@@ -179,7 +179,8 @@ const unsigned char *san_scan_string(sanitize *h, const unsigned char *p,
         }
         if (c == '\\') {
             if (!h->hi_pending) {
-                const unsigned char *q = san_string_blocks(p, end, h->avx2);
+                const unsigned char *q =
+                    san_string_blocks(p, end, (enum block_isa)h->isa);
                 if (q != p) {
                     p = q;
                     continue;

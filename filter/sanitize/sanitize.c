@@ -118,7 +118,7 @@ sanitize *sanitize_new(const sanitize_options *opts)
     if (h->opt.max_paths == 0) {
         h->opt.max_paths = SANITIZE_DEFAULT_MAX_PATHS;
     }
-    h->avx2 = san_cpu_has_avx2();
+    h->isa = (unsigned char)san_block_isa();
     if (yajl_pool_init(&h->alloc) != 0) {
         free(h);
         return NULL;

@@ -101,7 +101,7 @@ struct skel_span {
 
 struct sanitize {
     sanitize_options opt;
-    bool avx2; /* the block paths use AVX2 */
+    unsigned char isa; /* enum block_isa: what the block paths use */
     yajl_handle yajl;
     yajl_alloc_funcs alloc;
     sanitize_write_fn write;

@@ -16,14 +16,15 @@
  * plain. */
 static const unsigned char *number_elements(struct frame *top,
                                             const unsigned char *p,
-                                            const unsigned char *end, bool avx2)
+                                            const unsigned char *end,
+                                            enum block_isa isa)
 {
     uint64_t index = top->index;
     const unsigned char *r = p;
     for (;;) {
         uint64_t commas;
         bool closed;
-        r = san_number_run(r, end, &commas, &closed, avx2);
+        r = san_number_run(r, end, &commas, &closed, isa);
         index += commas;
         if (closed) {
             break;
@@ -304,7 +305,7 @@ STEP step_number(struct scan *s)
         return leave(s, misplaced(h, p));
     }
     if (top != NULL && !top->is_map) {
-        q = number_elements(top, p, s->end, h->avx2);
+        q = number_elements(top, p, s->end, (enum block_isa)h->isa);
         if (q != p) {
             /* "0," when it ends before an element left to the token
              * machinery. */
