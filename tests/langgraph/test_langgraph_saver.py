@@ -116,6 +116,14 @@ def body():
         check(len(list(saver.list({"configurable": {"thread_id": THREADS[0]}})))
               == len(want[THREADS[0]][1]), "NanguardSaver.list reads "
               "PostgreSQL's history")
+        # PostgresSaver carries on the threads the workers stored.
+        pg = make_graph(nan=False).compile(checkpointer=ps)
+        for t in THREADS:
+            out = pg.invoke(human("after", t + "-after"),
+                            {"configurable": {"thread_id": t}})
+            check(out["count"] == TURNS + 1, "%s: graph.invoke on "
+                  "PostgresSaver carries the thread on (count %s)"
+                  % (t, out.get("count")))
     saver.close()
     rc, _ = b.term()
     check(rc == 0, "the second worker stops cleanly")

@@ -47,11 +47,14 @@ class NanguardSaver(BaseCheckpointSaver):
         conf.update(producer_config or {})
         self._producer = Producer(conf)
         self._topic = topic
-        self._lock = threading.Lock()
+        self._lock = threading.Condition()
         # (thread_id, ns) -> OrderedDict(checkpoint_id -> envelope), the
         # newest few, for the put_writes envelopes
         self._last = {}
         self._cache = InMemorySaver(serde=self.serde)
+        # (thread_id, ns) -> the checkpoint id get_tuple last read from
+        # PostgreSQL (its writes need not wait for a put)
+        self._from_store = {}
         self._errors = []
 
     # ---- writing --------------------------------------------------------
@@ -83,6 +86,7 @@ class NanguardSaver(BaseCheckpointSaver):
             self._cache.put(config, checkpoint, metadata, new_versions)
             self._prune(key, env["checkpoint_id"],
                         checkpoint["channel_versions"])
+            self._lock.notify_all()
         self._produce(env)
         return {"configurable": {"thread_id": env["thread_id"],
                                  "checkpoint_ns": env["checkpoint_ns"],
@@ -91,8 +95,14 @@ class NanguardSaver(BaseCheckpointSaver):
     def put_writes(self, config, writes, task_id, task_path=""):
         conf = config["configurable"]
         key = (conf["thread_id"], conf.get("checkpoint_ns", ""))
+        cid = conf["checkpoint_id"]
         with self._lock:
-            env = self._last.get(key, {}).get(conf["checkpoint_id"])
+            # LangGraph may call put_writes for a checkpoint while its put
+            # still runs on another thread: wait for it a little.
+            if self._from_store.get(key) != cid:
+                self._lock.wait_for(
+                    lambda: cid in self._last.get(key, {}), timeout=10)
+            env = self._last.get(key, {}).get(cid)
             self._cache.put_writes(config, writes, task_id, task_path)
         if env is None:
             env = self._envelope_from_store(config)
@@ -141,7 +151,15 @@ class NanguardSaver(BaseCheckpointSaver):
     def get_tuple(self, config):
         with self._lock:
             t = self._cache.get_tuple(config)
-        return t if t is not None else self._reader.get_tuple(config)
+        if t is not None:
+            return t
+        t = self._reader.get_tuple(config)
+        if t is not None:
+            c = t.config["configurable"]
+            with self._lock:
+                self._from_store[(c["thread_id"], c.get("checkpoint_ns", ""))] \
+                    = c["checkpoint_id"]
+        return t
 
     def list(self, config, *, filter=None, before=None, limit=None):
         return self._reader.list(config, filter=filter, before=before,
