@@ -13,7 +13,6 @@
 #include "filter/kafka/offsets.h"
 #include "filter/kafka/reader.h"
 #include "filter/sanitize/envelope.h"
-#include "filter/sanitize/report.h"
 #include "filter/sanitize/sanitize.h"
 
 #include <ctype.h>
@@ -296,6 +295,8 @@ struct rec {
     /* what today's sanitizer says (filled for every record) */
     enum { V_TOO_LARGE, V_NULL, V_MALFORMED, V_BAD_ENVELOPE, V_OK } verdict;
     char why[256];
+    char missing[128]; /* V_OK: a channel neither in channel_values nor in
+                          blobs ("" when none) */
 };
 
 static const char *hval(const struct rec *r, enum hdr i)
@@ -326,6 +327,7 @@ struct dlq {
     size_t max_message_bytes;
     reader *rd;
     sanitize *san;
+    envelope_reader *env_reader; /* the worker's envelope check */
     struct rec rec;
     ng_buf line;
     uint64_t matched;
@@ -403,9 +405,19 @@ static int read_rec(struct dlq *d, const rd_kafka_message_t *rkm)
             snprintf(r->why, sizeof r->why, "%s", e->message);
         } else {
             envelope env;
-            r->verdict = envelope_read(d->san, &env, r->why, sizeof r->why)
+            r->verdict = envelope_reader_read(d->env_reader, d->san, &env,
+                                              r->why, sizeof r->why)
                              ? V_BAD_ENVELOPE
                              : V_OK;
+            if (r->verdict == V_BAD_ENVELOPE &&
+                strcmp(r->why, "out of memory") == 0) {
+                return -1;
+            }
+            r->missing[0] = '\0';
+            if (r->verdict == V_OK && env.missing_channel != NULL) {
+                snprintf(r->missing, sizeof r->missing, "%s",
+                         env.missing_channel);
+            }
             const sanitize_field *f =
                 sanitize_field_get(d->san, SANITIZE_FIELD_THREAD_ID);
             if (f != NULL && f->type == SANITIZE_TYPE_STRING) {
@@ -512,15 +524,35 @@ static int json_explain(struct dlq *d, ng_buf *b, char *summary, size_t size)
         snprintf(summary, size, "not a checkpoint envelope: %s", r->why);
         break;
     case V_OK: {
-        uint64_t n = sanitize_rewrites(d->san);
+        /* The checkpoint's repairs and those of its json blobs, as the
+         * worker counts them. */
+        uint64_t by[SANITIZE_KIND_COUNT], n = 0;
+        for (int k = 0; k < SANITIZE_KIND_COUNT; k++) {
+            by[k] = sanitize_count(d->san, (sanitize_kind)k) +
+                    envelope_reader_count(d->env_reader, (sanitize_kind)k);
+            n += by[k];
+        }
         rc = ng_json_raw(b, "{\"verdict\": \"would_be_stored\", "
                             "\"rewrites\": ") ||
-             ng_json_u64(b, n) || ng_json_raw(b, ", \"by_kind\": ") ||
-             sanitize_counts_json(d->san, b);
+             ng_json_u64(b, n) || ng_json_raw(b, ", \"by_kind\": {");
+        for (int k = 0; rc == 0 && k < SANITIZE_KIND_COUNT; k++) {
+            rc = (k && ng_json_raw(b, ", ")) ||
+                 ng_json_cstr(b, sanitize_kind_name((sanitize_kind)k)) ||
+                 ng_json_raw(b, ": ") || ng_json_u64(b, by[k]);
+        }
+        rc = rc || ng_json_raw(b, "}");
+        if (rc == 0 && r->missing[0] != '\0') {
+            rc = ng_json_raw(b, ", \"missing_channel\": ") ||
+                 ng_json_cstr(b, r->missing);
+        }
         snprintf(summary, size,
-                 "would be stored, %llu rewrite%s (PostgreSQL's constraints "
-                 "not checked)",
-                 (unsigned long long)n, n == 1 ? "" : "s");
+                 "would be stored, %llu rewrite%s%s%s%s (PostgreSQL's "
+                 "constraints not checked)",
+                 (unsigned long long)n, n == 1 ? "" : "s",
+                 r->missing[0] ? "; incomplete: channel '" : "", r->missing,
+                 r->missing[0] ? "' is neither in channel_values nor in blobs "
+                                 "(refused with --require-complete)"
+                               : "");
         break;
     }
     }
@@ -1203,8 +1235,9 @@ static dlq_result setup(struct dlq *d, dlq_command cmd, const ng_config *cfg,
     long long depth = ng_config_int(cfg, "max-depth");
     sanitize_options so = {.max_depth = depth > 0 ? (size_t)depth : 0};
     d->san = sanitize_new(&so);
+    d->env_reader = envelope_reader_new(so.max_depth);
     d->track = offsets_new();
-    if (d->san == NULL || d->track == NULL) {
+    if (d->san == NULL || d->env_reader == NULL || d->track == NULL) {
         ng_error_set(err, NG_ERR_TRANSIENT, "oom", "out of memory");
         return DLQ_INTERNAL;
     }
@@ -1246,6 +1279,7 @@ static void teardown(struct dlq *d)
         rd_kafka_destroy(d->producer);
     }
     sanitize_free(d->san);
+    envelope_reader_free(d->env_reader);
     offsets_free(d->track);
     for (int i = 0; i < H_COUNT; i++) {
         ng_buf_free(&d->rec.h[i]);
