@@ -3,6 +3,7 @@
 #define _POSIX_C_SOURCE 200809L
 #include "common/config.h"
 #include "common/log.h"
+#include "filter/cli/cli.h"
 #include "filter/cli/commands.h"
 #include "filter/dlq.h"
 
@@ -11,14 +12,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sysexits.h>
-
-static volatile sig_atomic_t stop_requested;
-
-static void on_signal(int sig)
-{
-    (void)sig;
-    stop_requested = 1;
-}
 
 static const struct {
     const char *name;
@@ -132,13 +125,8 @@ int cmd_dlq(int argc, char **argv)
                 name);
     } else {
         ng_log_set_level(level);
-        struct sigaction sa;
-        memset(&sa, 0, sizeof sa);
-        sa.sa_handler = on_signal;
-        sigemptyset(&sa.sa_mask);
-        sigaction(SIGTERM, &sa, NULL);
-        sigaction(SIGINT, &sa, NULL);
-        switch (dlq_run(cmd, cfg, stdout, &stop_requested, &err)) {
+        cli_catch_stop(0);
+        switch (dlq_run(cmd, cfg, stdout, &cli_stop_signal, &err)) {
         case DLQ_OK:
             status = 0;
             break;

@@ -6,6 +6,7 @@
  * limit, after which the summary says where to resume.
  */
 #define _GNU_SOURCE
+#include "filter/cli/cli.h"
 #include "filter/cli/commands.h"
 #include "filter/loader.h"
 
@@ -110,13 +111,6 @@ static void usage(FILE *out)
         PG_SINK_DEFAULT_TABLE, PG_SINK_DEFAULT_BATCH_ROWS,
         PG_SINK_DEFAULT_BATCH_BYTES, DEFAULT_RETRY_TIMEOUT_S,
         DEFAULT_MAX_MESSAGE_BYTES, LOADER_MAX_JOBS, LOADER_DEFAULT_JOBS);
-}
-
-static volatile sig_atomic_t stop_signal;
-
-static void on_signal(int sig)
-{
-    stop_signal = sig;
 }
 
 static double seconds_since(const struct timespec *t)
@@ -310,14 +304,8 @@ int cmd_load(int argc, char **argv)
     o.progress = isatty(STDERR_FILENO) != 0;
     /* SIGTERM, SIGINT: finish the lines handed out, print the summary and
      * the resume line (loader.h); a second signal ends the process. */
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_signal;
-    sa.sa_flags = SA_RESETHAND;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGINT, &sa, NULL);
-    o.stop = &stop_signal;
+    cli_catch_stop(1);
+    o.stop = &cli_stop_signal;
     loader_result r;
     int status = loader_run(&o, argv + optind, argc - optind, &r);
     if (status == 0 && r.dead_lettered > 0) {

@@ -2,6 +2,7 @@
 #define _POSIX_C_SOURCE 200809L
 #include "common/config.h"
 #include "common/log.h"
+#include "filter/cli/cli.h"
 #include "filter/cli/commands.h"
 #include "filter/notify.h"
 
@@ -9,14 +10,6 @@
 #include <stdio.h>
 #include <string.h>
 #include <sysexits.h>
-
-static volatile sig_atomic_t stop_requested;
-
-static void on_signal(int sig)
-{
-    (void)sig;
-    stop_requested = 1;
-}
 
 static void usage(FILE *out, const ng_config *cfg)
 {
@@ -45,45 +38,23 @@ int cmd_notify(int argc, char **argv)
         fprintf(stderr, "nanguard: out of memory\n");
         return EX_SOFTWARE;
     }
-    ng_error err = {0};
-    int rc = ng_config_parse(cfg, argc, argv, &err);
-    if (rc == 1) {
-        usage(stdout, cfg);
-        ng_config_free(cfg);
-        return 0;
-    }
-    if (rc != 0) {
-        fprintf(stderr, "nanguard notify: %s\n", err.message);
-        int status = strcmp(err.code, "usage") == 0 ? EX_USAGE : EX_CONFIG;
+    int status = cli_configure("notify", cfg, argc, argv, usage);
+    if (status != CLI_GO_ON) {
         ng_config_free(cfg);
         return status;
     }
-    ng_log_level level;
-    if (ng_log_parse_level(ng_config_get(cfg, "log-level"), &level) != 0) {
-        fprintf(stderr, "nanguard notify: --log-level wants debug, info, "
-                        "warn or error\n");
-        ng_config_free(cfg);
-        return EX_USAGE;
-    }
-    ng_log_set_level(level);
-
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_signal;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGINT, &sa, NULL);
+    cli_catch_stop(0);
     /* A client that went away while we write must not kill the process. */
     signal(SIGPIPE, SIG_IGN);
 
+    ng_error err = {0};
     notify *n = notify_new(cfg, &err);
     if (n == NULL) {
-        fprintf(stderr, "nanguard notify: %s\n", err.message);
-        int status = strcmp(err.code, "usage") == 0 ? EX_USAGE : EX_CONFIG;
+        status = cli_failed("notify", &err);
         ng_config_free(cfg);
         return status;
     }
-    int status = notify_run(n, &stop_requested);
+    status = notify_run(n, &cli_stop_signal);
     notify_free(n);
     ng_config_free(cfg);
     return status;
