@@ -227,3 +227,20 @@ int ng_histogram_write(ng_buf *out, const ng_histogram *h, const char *name,
     rc |= ng_metrics_series(out, series, labels, (double)h->count);
     return rc == 0 ? 0 : -1;
 }
+
+int ng_status_answer(ng_status *st, const char *url, uint64_t now_ms,
+                     ng_buf *out, const char **type)
+{
+    *type = "application/json";
+    if (strcmp(url, "/metrics") == 0) {
+        *type = "text/plain; version=0.0.4; charset=utf-8";
+        return ng_status_metrics(st, out) == 0 ? 200 : -1;
+    }
+    if (strcmp(url, "/healthz") == 0 || strcmp(url, "/livez") == 0) {
+        return ng_status_health(st, false, now_ms, out);
+    }
+    if (strcmp(url, "/readyz") == 0) {
+        return ng_status_health(st, true, now_ms, out);
+    }
+    return 0;
+}

@@ -51,6 +51,14 @@ int ng_status_metrics(ng_status *st, ng_buf *out);
 int ng_status_health(ng_status *st, bool readiness, uint64_t now_ms,
                      ng_buf *out);
 
+/* The answer to a GET of url when it is one of the status paths: /metrics
+ * (Prometheus text), /healthz or /livez (liveness), /readyz (readiness).
+ * Appends the body to out, sets *type to its media type and returns the
+ * HTTP status; returns 0 when url is none of them, -1 when out of memory.
+ * Every HTTP server of the project answers these paths with it. */
+int ng_status_answer(ng_status *st, const char *url, uint64_t now_ms,
+                     ng_buf *out, const char **type);
+
 /* Replaces the text shown after the table's series in /metrics: families
  * whose series come and go (one per partition) or that are not one value
  * (histograms), written by their owner with the helpers below. The text

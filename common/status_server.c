@@ -174,16 +174,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
         return reply(conn, 405, "text/plain", msg, sizeof msg - 1);
     }
     ng_buf body = {0};
-    int code;
-    const char *type = "application/json";
-    if (strcmp(url, "/metrics") == 0) {
-        code = ng_status_metrics(s->st, &body) == 0 ? 200 : -1;
-        type = "text/plain; version=0.0.4; charset=utf-8";
-    } else if (strcmp(url, "/healthz") == 0 || strcmp(url, "/livez") == 0) {
-        code = ng_status_health(s->st, false, ng_now_ms(), &body);
-    } else if (strcmp(url, "/readyz") == 0) {
-        code = ng_status_health(s->st, true, ng_now_ms(), &body);
-    } else {
+    const char *type;
+    int code = ng_status_answer(s->st, url, ng_now_ms(), &body, &type);
+    if (code == 0) {
         static const char msg[] = "not found: try /metrics, /healthz or "
                                   "/readyz\n";
         ng_buf_free(&body);

@@ -412,26 +412,6 @@ static enum MHD_Result serve_events(notify *n, struct MHD_Connection *conn)
     return ok;
 }
 
-static enum MHD_Result serve_status(notify *n, struct MHD_Connection *conn,
-                                    const char *url)
-{
-    ng_buf body = {0};
-    int code;
-    const char *type = "application/json";
-    if (strcmp(url, "/metrics") == 0) {
-        code = ng_status_metrics(n->st, &body) == 0 ? 200 : -1;
-        type = "text/plain; version=0.0.4; charset=utf-8";
-    } else {
-        code = ng_status_health(n->st, strcmp(url, "/readyz") == 0, ng_now_ms(),
-                                &body);
-    }
-    enum MHD_Result ok = code < 0 ? reply_text(n, conn, 500, "out of memory\n")
-                                  : reply(n, conn, (unsigned int)code, type,
-                                          body.data ? body.data : "", body.len);
-    ng_buf_free(&body);
-    return ok;
-}
-
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
                                   const char *url, const char *method,
                                   const char *version, const char *upload,
@@ -467,9 +447,16 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
         }
         return serve_events(n, conn);
     }
-    if (strcmp(url, "/metrics") == 0 || strcmp(url, "/healthz") == 0 ||
-        strcmp(url, "/livez") == 0 || strcmp(url, "/readyz") == 0) {
-        return serve_status(n, conn, url);
+    ng_buf body = {0};
+    const char *type;
+    int code = ng_status_answer(n->st, url, ng_now_ms(), &body, &type);
+    if (code != 0) {
+        enum MHD_Result ok = code < 0
+                                 ? reply_text(n, conn, 500, "out of memory\n")
+                                 : reply(n, conn, (unsigned int)code, type,
+                                         body.data ? body.data : "", body.len);
+        ng_buf_free(&body);
+        return ok;
     }
     if (strcmp(url, "/config.json") == 0) {
         return reply(n, conn, 200, "application/json", n->config_json,

@@ -183,6 +183,27 @@ static int http(int port, const char *method, const char *path, char *body,
     return code;
 }
 
+static void test_answer(void **state)
+{
+    (void)state;
+    ng_status *st = ng_status_new(table, N, 1000);
+    ng_buf b = {0};
+    const char *type = NULL;
+    assert_int_equal(ng_status_answer(st, "/events", 5, &b, &type), 0);
+    assert_int_equal(b.len, 0);
+    assert_int_equal(ng_status_answer(st, "/metrics", 5, &b, &type), 200);
+    assert_string_equal(type, "text/plain; version=0.0.4; charset=utf-8");
+    assert_non_null(strstr(text(&b), "# TYPE nanguard_ready gauge"));
+    ng_buf_clear(&b);
+    assert_int_equal(ng_status_answer(st, "/livez", 5, &b, &type), 200);
+    assert_string_equal(type, "application/json");
+    ng_buf_clear(&b);
+    /* Not ready before the first turn. */
+    assert_int_equal(ng_status_answer(st, "/readyz", 5, &b, &type), 503);
+    ng_buf_free(&b);
+    ng_status_free(st);
+}
+
 static void test_server(void **state)
 {
     (void)state;
@@ -264,6 +285,7 @@ int main(void)
         cmocka_unit_test(test_metrics_text),
         cmocka_unit_test(test_histogram_and_extra),
         cmocka_unit_test(test_health),
+        cmocka_unit_test(test_answer),
         cmocka_unit_test(test_server),
         cmocka_unit_test(test_listen_addresses),
     };
