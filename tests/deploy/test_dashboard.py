@@ -22,6 +22,9 @@ import subprocess
 import sys
 import tempfile
 
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from checks import check, checks, finish  # noqa: E402  (tests/checks.py)
+
 NAME = re.compile(r"\bnanguard_[a-z0-9_]+\b")
 HIST_SUFFIXES = ("_bucket", "_sum", "_count")
 
@@ -75,16 +78,6 @@ def exported_from_scrape(text):
 
 def main():
     src = sys.argv[1]
-    failed = 0
-
-    def check(cond, what, detail=""):
-        nonlocal failed
-        print("%s %s" % ("ok  " if cond else "FAIL", what))
-        if not cond:
-            failed += 1
-            if detail:
-                print("     %s" % detail)
-
     d, exprs = dashboard_exprs(src)
     panels = d.get("panels", [])
     ids = [p.get("id") for p in panels]
@@ -132,8 +125,7 @@ def main():
     missing = {n: w for n, w in used.items() if n not in exported}
     check(used and not missing, "all %d metric names of the dashboard and the alerts "
           "are exported by the worker" % len(used), missing)
-    print("%d failed" % failed)
-    return 1 if failed else 0
+    finish()
 
 
 if __name__ == "__main__":

@@ -29,17 +29,8 @@ import yaml
 
 SRC, BIN = sys.argv[1], sys.argv[2]
 PARTITIONS = 4  # of the topic "checkpoints" (compose's kafka-init makes it)
-failed = 0
-
-
-def check(cond, what, detail=""):
-    global failed
-    print("%s %s" % ("ok  " if cond else "FAIL", what), flush=True)
-    if not cond:
-        failed += 1
-        if detail:
-            print("     %s" % str(detail)[:1500])
-    return cond
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from checks import check, checks, finish  # noqa: E402  (tests/checks.py)
 
 
 def takes(cmd, args):
@@ -226,5 +217,4 @@ found = set(re.findall(r"^Package: (\S+)$", r.stdout, re.M))
 check(pkgs and set(pkgs) <= found, "Containerfile: the run stage's packages exist in "
       "Debian 12 (%s)" % " ".join(pkgs), set(pkgs) - found)
 
-print("%d failed" % failed)
-sys.exit(1 if failed else 0)
+finish()

@@ -11,18 +11,8 @@ import time
 
 BIN = os.environ["NANGUARD_BIN"]
 SECRET = "S3cr3tPW"
-passed = failed = 0
-
-
-def check(cond, what, detail=""):
-    global passed, failed
-    if cond:
-        passed += 1
-        print("ok   " + what, flush=True)
-    else:
-        failed += 1
-        print("FAIL " + what + ("\n     " + detail[-1500:] if detail else ""),
-              flush=True)
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from checks import check, checks, finish  # noqa: E402  (tests/checks.py)
 
 
 def run(args, timeout=20, stop_after=None):
@@ -98,5 +88,4 @@ rc, out = run(WORKER + ["--pgpassword=" + SECRET])
 check(rc == 64 and SECRET not in out, "worker --pgpassword=<pw>: exit 64, "
       "the value not echoed (got %s)" % rc, out)
 
-print("%d passed, %d failed" % (passed, failed), flush=True)
-sys.exit(1 if failed or not passed else 0)
+finish()

@@ -25,18 +25,8 @@ import time
 BIN = os.environ["NANGUARD_BIN"]
 TMP = os.environ.get("NANGUARD_TEST_TMP") or "/tmp/nanguard-test"
 USER = "h4probeuser"
-passed = failed = 0
-
-
-def check(cond, what, detail=""):
-    global passed, failed
-    if cond:
-        passed += 1
-        print("ok   " + what, flush=True)
-    else:
-        failed += 1
-        print("FAIL " + what + ("\n     " + str(detail)[-1500:] if detail else ""),
-              flush=True)
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from checks import check, checks, finish  # noqa: E402  (tests/checks.py)
 
 
 def get(port, path, timeout=2.0):
@@ -164,7 +154,6 @@ finally:
         p.wait()
     logf.close()
 check(p.returncode == 0, "the worker stops cleanly (exit %s)" % p.returncode)
-if not failed:
+if not checks.failed:
     os.unlink(log_path)
-print("%d passed, %d failed" % (passed, failed), flush=True)
-sys.exit(1 if failed or not passed else 0)
+finish()

@@ -29,6 +29,9 @@ import threading
 import time
 from datetime import datetime, timezone
 
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from checks import check, checks  # noqa: E402  (tests/checks.py)
+
 BIN = os.environ["NANGUARD_BIN"]
 SOURCE = os.environ.get(
     "NANGUARD_SOURCE_DIR",
@@ -62,34 +65,6 @@ def scaled(n):
     return max(1, int(n * SCALE))
 
 
-# ---------------------------------------------------------------------------
-# Assertions
-
-
-class Checks:
-    def __init__(self):
-        self.passed = 0
-        self.failed = 0
-
-    def check(self, cond, what, detail=None):
-        if cond:
-            self.passed += 1
-            print("ok   %s" % what, flush=True)
-        else:
-            self.failed += 1
-            print("FAIL %s" % what, flush=True)
-            if detail is not None:
-                text = detail if isinstance(detail, str) else repr(detail)
-                print("     " + text[:2000].replace("\n", "\n     "), flush=True)
-        return bool(cond)
-
-    def finish(self):
-        print("%d passed, %d failed" % (self.passed, self.failed), flush=True)
-        sys.exit(1 if self.failed or not self.passed else 0)
-
-
-checks = Checks()
-check = checks.check
 
 
 def wait_until(pred, timeout, interval=0.5, what=None):

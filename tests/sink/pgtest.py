@@ -22,26 +22,8 @@ SOURCE = os.environ.get(
     os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 GEN = os.path.join(SOURCE, "tests", "corpus", "gen_checkpoints.py")
 
-_passed = 0
-_failed = 0
-
-
-def check(cond, what):
-    """Counts one assertion; prints failures (and passes, briefly)."""
-    global _passed, _failed
-    if cond:
-        _passed += 1
-        print("ok   %s" % what, flush=True)
-    else:
-        _failed += 1
-        print("FAIL %s" % what, flush=True)
-    return cond
-
-
-def finish():
-    """The closing line, and the exit status."""
-    print("%d passed, %d failed" % (_passed, _failed), flush=True)
-    sys.exit(1 if _failed or not _passed else 0)
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from checks import check, finish  # noqa: E402,F401  (tests/checks.py)
 
 
 def workdir(name):
