@@ -2,6 +2,7 @@
 #include "filter/kafka/consumer.h"
 
 #include "common/log.h"
+#include "filter/kafka/kafka_conf.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -167,18 +168,6 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
     }
 }
 
-static int conf_set(rd_kafka_conf_t *conf, const char *k, const char *v,
-                    ng_error *err)
-{
-    char errstr[256];
-    if (rd_kafka_conf_set(conf, k, v, errstr, sizeof errstr) !=
-        RD_KAFKA_CONF_OK) {
-        return ng_error_set(err, NG_ERR_CONFIG, "kafka_config", "%s=%s: %s", k,
-                            v, errstr);
-    }
-    return 0;
-}
-
 /* auto.offset.reset of conf as the logical offset to assign. */
 static int64_t reset_offset_of(const rd_kafka_conf_t *conf)
 {
@@ -207,10 +196,10 @@ consumer *consumer_new(rd_kafka_conf_t *conf, const consumer_options *opts,
     }
     c->opts = *opts;
     /* These carry the delivery guarantee: not overridable. */
-    if (conf_set(conf, "group.id", opts->group, err) ||
-        conf_set(conf, "enable.auto.offset.store", "false", err) ||
+    if (kafka_conf_set(conf, "group.id", opts->group, err) ||
+        kafka_conf_set(conf, "enable.auto.offset.store", "false", err) ||
         (opts->instance_id && *opts->instance_id &&
-         conf_set(conf, "group.instance.id", opts->instance_id, err))) {
+         kafka_conf_set(conf, "group.instance.id", opts->instance_id, err))) {
         rd_kafka_conf_destroy(conf);
         free(c);
         return NULL;

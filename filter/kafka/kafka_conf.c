@@ -20,8 +20,8 @@ static void kafka_log(const rd_kafka_t *rk, int level, const char *fac,
     ng_log(l, buf, "source", "librdkafka", "facility", fac, NULL);
 }
 
-static int set(rd_kafka_conf_t *conf, const char *k, const char *v,
-               ng_error *err)
+int kafka_conf_set(rd_kafka_conf_t *conf, const char *k, const char *v,
+                   ng_error *err)
 {
     char errstr[256];
     rd_kafka_conf_res_t r =
@@ -87,7 +87,7 @@ static int set_from_file(rd_kafka_conf_t *conf, const char *prop,
                           path);
     } else {
         line[len] = '\0';
-        rc = set(conf, prop, line, err);
+        rc = kafka_conf_set(conf, prop, line, err);
     }
     memset(line, 0, sizeof line);
     return rc;
@@ -100,18 +100,19 @@ rd_kafka_conf_t *kafka_conf_new(const ng_config *cfg,
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
     rd_kafka_conf_set_log_cb(conf, kafka_log);
     const char *brokers = ng_config_get(cfg, "brokers");
-    int rc = set(conf, "bootstrap.servers", brokers ? brokers : "", err) ||
-             set(conf, "client.id", "nanguard", err);
+    int rc = kafka_conf_set(conf, "bootstrap.servers", brokers ? brokers : "",
+                            err) ||
+             kafka_conf_set(conf, "client.id", "nanguard", err);
     for (size_t i = 0; rc == 0 && i < n; i++) {
-        rc = set(conf, ours[i][0], ours[i][1], err);
+        rc = kafka_conf_set(conf, ours[i][0], ours[i][1], err);
     }
     for (size_t i = 0; rc == 0 && i < ng_config_kafka_count(cfg); i++) {
         const char *k, *v;
         ng_config_kafka_at(cfg, i, &k, &v);
         char prop[64];
         const char *secret = secret_of(k, prop, sizeof prop);
-        rc =
-            secret ? set_from_file(conf, secret, v, err) : set(conf, k, v, err);
+        rc = secret ? set_from_file(conf, secret, v, err)
+                    : kafka_conf_set(conf, k, v, err);
     }
     if (rc != 0) {
         rd_kafka_conf_destroy(conf);

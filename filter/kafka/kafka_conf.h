@@ -24,4 +24,10 @@ rd_kafka_conf_t *kafka_conf_new(const ng_config *cfg,
                                 const char *const (*ours)[2], size_t n,
                                 ng_error *err);
 
+/* Sets one property on conf. Returns 0, or -1 with err (class
+ * NG_ERR_CONFIG, code "kafka_config"), whose message never holds the
+ * value (it may be a secret). */
+int kafka_conf_set(rd_kafka_conf_t *conf, const char *k, const char *v,
+                   ng_error *err);
+
 #endif

@@ -4,6 +4,7 @@
 
 #include "common/clock.h"
 #include "common/log.h"
+#include "filter/kafka/kafka_conf.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,18 +29,6 @@ struct reader {
     int nparts;
     int ndone;
 };
-
-static int conf_set(rd_kafka_conf_t *conf, const char *k, const char *v,
-                    ng_error *err)
-{
-    char errstr[256];
-    if (rd_kafka_conf_set(conf, k, v, errstr, sizeof errstr) !=
-        RD_KAFKA_CONF_OK) {
-        return ng_error_set(err, NG_ERR_CONFIG, "kafka_config", "%s=%s: %s", k,
-                            v, errstr);
-    }
-    return 0;
-}
 
 /* librdkafka says "cannot reach" in several ways. */
 static int unreachable(rd_kafka_resp_err_t e)
@@ -320,12 +309,12 @@ reader *reader_new(rd_kafka_conf_t *conf, const char *topic,
     /* Without a group librdkafka 2.0 still wants a group.id to assign
      * partitions (else "Unknown group"); a name of its own that is never
      * joined nor committed to. */
-    if (conf_set(conf, "group.id", o->group ? o->group : "nanguard-reader",
-                 err) ||
-        conf_set(conf, "enable.auto.commit", "false", err) ||
-        conf_set(conf, "enable.auto.offset.store", "false", err) ||
-        conf_set(conf, "enable.partition.eof", "true", err) ||
-        conf_set(conf, "auto.offset.reset", "earliest", err)) {
+    if (kafka_conf_set(conf, "group.id",
+                       o->group ? o->group : "nanguard-reader", err) ||
+        kafka_conf_set(conf, "enable.auto.commit", "false", err) ||
+        kafka_conf_set(conf, "enable.auto.offset.store", "false", err) ||
+        kafka_conf_set(conf, "enable.partition.eof", "true", err) ||
+        kafka_conf_set(conf, "auto.offset.reset", "earliest", err)) {
         rd_kafka_conf_destroy(conf);
         reader_free(r);
         return NULL;
