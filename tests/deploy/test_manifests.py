@@ -200,6 +200,10 @@ check(ep and re.match(r'ENTRYPOINT \["/usr/local/bin/nanguard", "worker"\]$', ep
       "Containerfile: the worker is the entry point", ep)
 check(any(ln.startswith("COPY --from=build ") for ln in final),
       "Containerfile: the run stage takes the binary from the build stage")
+check(any(re.match(r"COPY --from=build \S*/nanguard-commands\.so /usr/local/bin/"
+               r"(nanguard-commands\.so)?$", ln) for ln in final),
+      "Containerfile: the run stage puts nanguard-commands.so beside the binary "
+      "(every command but sanitize is in it)")
 copied = [ln.split()[1] for ln in cf[:cf.index(final[0])] if ln.startswith("COPY ")]
 with open(os.path.join(SRC, "CMakeLists.txt")) as f:
     cmake = f.read()
