@@ -1,6 +1,9 @@
-# bench_lib.sh - shell functions the Kafka benchmarks share (sourced by
-# bench_worker.sh and bench_peer.sh; not a program of its own).
+# bench_lib.sh - shell functions the benchmarks share (sourced by
+# bench_worker.sh, bench_peer.sh, run_sanitize.sh and ratio_sanitize.sh;
+# not a program of its own).
 #
+#   bench_build DIR TARGET...              a Release (-O2) tree in DIR with
+#                                          the tests' targets, TARGETs built
 #   bench_servers OUT PG_PORT KAFKA_PORT   start PostgreSQL and the broker
 #                                          in OUT/pg and OUT/kafka (a fresh
 #                                          broker), set $pg and $brokers,
@@ -8,7 +11,9 @@
 #   bench_on_exit CMD                      run CMD at exit too (before the
 #                                          servers stop)
 #   bench_corpus OUT BYTES SEED NAN_RATE   generate (once) and print the path
-#                                          of a corpus of ~20 KB envelopes
+#                                          of a corpus of ~20 KB envelopes (its
+#                                          name holds the generator's hash, so
+#                                          a changed generator makes a new one)
 #   bench_produce TOPIC FILE               kcat -P of KEY<TAB>VALUE lines
 #   bench_template BIN                     t_template: the table as nanguard
 #                                          creates it (lz4 where available)
@@ -56,10 +61,20 @@ bench_servers() { # OUT PG_PORT KAFKA_PORT
     brokers=$(bash "$root/deploy/local/kafka.sh" start "$1/kafka" "$3")
 }
 
+bench_build() { # DIR TARGET...
+    local dir=$1
+    shift
+    cmake -S "$root" -B "$dir" -G Ninja -DCMAKE_BUILD_TYPE=Release \
+        -DCMAKE_C_FLAGS_RELEASE="-O2 -DNDEBUG" -DBUILD_TESTING=ON \
+        -DNANGUARD_FUZZ=OFF -DNANGUARD_SANITIZERS= >/dev/null
+    ninja -C "$dir" "$@" >/dev/null
+}
+
 bench_corpus() { # OUT BYTES SEED NAN_RATE
-    local f=$1/corpus-$2-s$3-nan$4.ndjson
+    local gen=$root/tests/corpus/gen_checkpoints.py
+    local f=$1/corpus-$(sha1sum "$gen" | cut -c1-10)-$2-s$3-nan$4.ndjson
     if [[ ! -s $f ]]; then
-        python3 "$root/tests/corpus/gen_checkpoints.py" --total-bytes "$2" \
+        python3 "$gen" --total-bytes "$2" \
             --avg-bytes 20000 --nan-rate "$4" --seed "$3" --out "$f.tmp" 2>/dev/null
         mv "$f.tmp" "$f"
     fi

@@ -16,6 +16,8 @@ set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root=$(cd "$here/../.." && pwd)
+# shellcheck source=bench_lib.sh
+. "$here/bench_lib.sh"
 out=${1:-build-bench}
 [[ $out == /* ]] || out="$root/$out"
 rounds=${NANGUARD_BENCH_ROUNDS:-9}
@@ -25,19 +27,11 @@ log() { echo "ratio_sanitize: $*" >&2; }
 
 build="$out/build"
 log "building $build (Release, -O2)"
-cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release \
-    -DCMAKE_C_FLAGS_RELEASE="-O2 -DNDEBUG" -DBUILD_TESTING=OFF >/dev/null
-ninja -C "$build" nanguard >/dev/null
+bench_build "$build" nanguard
 nanguard="$build/nanguard"
 
-gen="$root/tests/corpus/gen_checkpoints.py"
-corpus="$out/corpus-${mb}MB-20KB-nan1-seed1.ndjson"
-if [[ ! -s $corpus ]]; then
-    log "generating $corpus"
-    python3 "$gen" --total-bytes $((mb * 1000000)) --avg-bytes 20000 \
-        --nan-rate 0.01 --seed 1 --out "$corpus.tmp"
-    mv "$corpus.tmp" "$corpus"
-fi
+log "the corpus (${mb} MB, made once)"
+corpus=$(bench_corpus "$out" $((mb * 1000000)) 1 0.01)
 nulled="$corpus.nulled"
 "$nanguard" sanitize <"$corpus" >"$nulled"
 json_verify -s <"$nulled" >/dev/null
@@ -54,8 +48,6 @@ echo "corpus: $(wc -c <"$corpus") bytes, $(wc -l <"$corpus") lines; $(nproc) cor
 
 # The plot: MB of input per CPU second (the corpus over each median), from
 # the table above, into OUTDIR/sanitize-cpu.tsv and sanitize-cpu.png.
-# shellcheck source=bench_lib.sh
-. "$here/bench_lib.sh"
 awk -F' [|] ' -v b="$(wc -c <"$corpus")" 'BEGIN { print "label\tMB per CPU second" }
     NR > 2 { sub(/^[|] /, "", $1); printf "%s\t%.1f\n", $1, b / 1e6 / $2 }' \
     "$out/ratio_sanitize.md" >"$out/sanitize-cpu.tsv"

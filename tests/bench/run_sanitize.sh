@@ -7,8 +7,7 @@
 # OUTDIR (default build-bench, relative to the repository) gets a Release
 # build (-O2) in OUTDIR/build and the corpora, which are kept and reused:
 #   - ~100 MB NDJSON of ~20 KB checkpoint envelopes, 1% non-finite floats,
-#     from tests/corpus/gen_checkpoints.py (or ../shared/bench/gen_corpus.py
-#     beside the repository when that one is missing);
+#     from tests/corpus/gen_checkpoints.py;
 #   - ~300 MB single JSON array of those envelopes, for the memory figure.
 # Prints one markdown table. Environment: NANGUARD_BENCH_PASSES (best of N,
 # default 5; Python and the process: best of 3), NANGUARD_BENCH_MB (corpus
@@ -32,30 +31,15 @@ log() { echo "run_sanitize: $*" >&2; }
 # ---- build ------------------------------------------------------------------
 build="$out/build"
 log "building $build (Release, -O2)"
-cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release \
-    -DCMAKE_C_FLAGS_RELEASE="-O2 -DNDEBUG" -DBUILD_TESTING=ON \
-    -DNANGUARD_FUZZ=OFF -DNANGUARD_SANITIZERS= >/dev/null
-ninja -C "$build" nanguard bench_sanitize >/dev/null
+bench_build "$build" nanguard bench_sanitize
 nanguard="$build/nanguard"
 bench="$build/tests/bench/bench_sanitize"
 
 # ---- corpora ------------------------------------------------------------------
 gen="$root/tests/corpus/gen_checkpoints.py"
-if [[ ! -f $gen ]]; then
-    gen=$(cd "$root/.." && pwd)/shared/bench/gen_corpus.py
-fi
-[[ -f $gen ]] || {
-    log "no corpus generator ($gen)"
-    exit 1
-}
 tag="$(basename "$gen" .py)-$(sha1sum "$gen" | cut -c1-10)"
-corpus="$out/corpus-$tag-${corpus_mb}MB-20KB-nan1.ndjson"
-if [[ ! -s $corpus ]]; then
-    log "generating $corpus with $gen"
-    python3 "$gen" --total-bytes $((corpus_mb * 1000000)) --avg-bytes 20000 \
-        --nan-rate 0.01 --seed 1 --out "$corpus.tmp"
-    mv "$corpus.tmp" "$corpus"
-fi
+log "the corpus (${corpus_mb} MB, made once with $gen)"
+corpus=$(bench_corpus "$out" $((corpus_mb * 1000000)) 1 0.01)
 big="$out/big-$tag-${big_mb}MB-array.json"
 if [[ ! -s $big ]]; then
     log "writing $big: one JSON array of the corpus' envelopes"
