@@ -14,9 +14,10 @@
 #   kafka.sh topic DIR NAME PARTS     create a topic if missing (replication factor 1)
 #   kafka.sh topics DIR NAME:PARTS... same for several topics
 #
-# Environment: KAFKA_VERSION (default 4.3.1), NANGUARD_CACHE (default
-# ~/.cache/nanguard; jars go to kafka-VERSION/lib), KAFKA_HEAP (default
-# "-Xms256m -Xmx1g").
+# Environment: KAFKA_VERSION (default 4.3.1; a 3.x release such as 3.9.2
+# works too, logging through its own reload4j), NANGUARD_CACHE (default
+# ~/.cache/nanguard; jars go to kafka-VERSION/lib, one directory per
+# version), KAFKA_HEAP (default "-Xms256m -Xmx1g").
 #
 # A SASL_SSL listener (SCRAM-SHA-512) beside the PLAINTEXT one, at start:
 #   KAFKA_SASL_SSL_PORT=PORT          listen on 127.0.0.1:PORT, advertised
@@ -30,7 +31,8 @@
 #                                     password (librdkafka before 2.6.1, e.g.
 #                                     Debian 12's 2.0.2, fails SCRAM against
 #                                     Kafka 4: it repeats the client nonce,
-#                                     which Kafka 4 checks strictly); the
+#                                     which Kafka 4 checks strictly; Kafka
+#                                     3.9 accepts it: KAFKA_VERSION=3.9.2); the
 #                                     password is then in DIR/server.properties
 #                                     (mode 0600)
 # The settings but the password are kept in DIR for restart; the password
@@ -44,6 +46,7 @@ lib=${NANGUARD_CACHE:-$HOME/.cache/nanguard}/kafka-$version/lib
 log() { echo "kafka.sh: $*" >&2; }
 die() { log "error: $*"; exit 1; }
 usage() { sed -n '5,15s/^# \{0,1\}//p' "$0" >&2; exit 2; }
+[[ $version =~ ^[0-9]+\.[0-9]+\.[0-9]+$ ]] || die "bad KAFKA_VERSION: $version"
 
 need() {  # need CMD...: install the Debian packages when a tool is missing
     local c
@@ -57,9 +60,10 @@ fetch() {
     need mvn java
     log "fetching Kafka $version jars into $lib"
     rm -rf "$lib.tmp"
-    local out
+    local out logging=()
+    ((${version%%.*} >= 4)) || logging=(-Dkafka.log4j1)  # 3.x brings reload4j
     if ! out=$(mvn -q -B -f "$here/kafka/pom.xml" dependency:copy-dependencies \
-        -Dkafka.version="$version" -Dlib.dir="$lib.tmp" 2>&1); then
+        -Dkafka.version="$version" -Dlib.dir="$lib.tmp" "${logging[@]}" 2>&1); then
         echo "$out" >&2
         die "maven fetch failed"
     fi
@@ -236,7 +240,8 @@ cmd=${1:-}
 dir=$(realpath -m "$2")
 read -ra heap <<<"${KAFKA_HEAP:--Xms256m -Xmx1g}"  # broker only
 jvm=(java -Djava.awt.headless=true -cp "$lib/*"  # + [JVM OPTIONS] MAIN-CLASS ARGS...
-    -Dlog4j2.configurationFile="$here/kafka/log4j2.xml" -Dkafka.logs.dir="$dir")
+    -Dlog4j2.configurationFile="$here/kafka/log4j2.xml" -Dkafka.logs.dir="$dir"
+    -Dlog4j.configuration="file:$here/kafka/log4j.properties")  # 3.x
 tool=("${jvm[@]}" -XX:TieredStopAtLevel=1)  # short-lived tools start faster with C1 only
 case $cmd in
 start) start "${3:-}" ;;

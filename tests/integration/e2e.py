@@ -465,6 +465,8 @@ def kafka_tool(main_class, *args, logdir=None):
     cmd = ["java", "-Djava.awt.headless=true", "-XX:TieredStopAtLevel=1",
            "-cp", os.path.join(_kafka_lib(), "*"),
            "-Dlog4j2.configurationFile=" + os.path.join(SOURCE, "deploy/local/kafka/log4j2.xml"),
+           "-Dlog4j.configuration=file:" +  # a 3.x KAFKA_VERSION's reload4j
+           os.path.join(SOURCE, "deploy/local/kafka/log4j.properties"),
            "-Dkafka.logs.dir=" + (logdir or TMP), main_class,
            "--bootstrap-server", BROKERS] + list(args)
     return run(cmd, timeout=120)

@@ -2,10 +2,17 @@
 """End to end: the worker on Kafka over SASL_SSL.
 A broker of the test's own (deploy/local/kafka.sh, free ports) with a
 SASL_SSL listener, a certificate for localhost signed by a CA the test
-makes with openssl, and a user whose random password lives in a file
-(SCRAM-SHA-512 and PLAIN: librdkafka 2.0.2 cannot do SCRAM with Kafka 4,
-see the README). The worker connects with -X security.protocol=SASL_SSL
--X sasl.mechanisms=PLAIN -X sasl.username=nanguard
+makes with openssl, and a user whose random password lives in a file.
+Two ways (ctest runs both):
+  - e2e_sasl_ssl (no argument): Kafka 4 (kafka.sh's default) offering
+    SCRAM-SHA-512 and PLAIN; the worker uses PLAIN (librdkafka 2.0.2
+    cannot do SCRAM with Kafka 4, see the README);
+  - e2e_sasl_scram (--scram): the Kafka release in KAFKA_VERSION (3.9.x,
+    which accepts librdkafka 2.0.2's SCRAM) offering SCRAM-SHA-512 only;
+    the worker uses SCRAM-SHA-512, and the password is nowhere in the
+    broker's directory (SCRAM keeps salted keys only).
+The worker connects with -X security.protocol=SASL_SSL
+-X sasl.mechanisms=PLAIN|SCRAM-SHA-512 -X sasl.username=nanguard
 -X sasl.password.file=FILE -X ssl.ca.location=CA (consumer and the
 dead-letter/notification producer alike):
   - a wrong password: authentication fails, the worker never joins the
@@ -26,6 +33,9 @@ import e2e  # noqa: E402
 from e2e import Msg, check  # noqa: E402
 
 state = {}
+SCRAM = sys.argv[1:] == ["--scram"]
+MECHANISM = "SCRAM-SHA-512" if SCRAM else "PLAIN"
+TEST = "sasl_scram" if SCRAM else "sasl_ssl"
 
 
 def free_pair():
@@ -55,8 +65,8 @@ def envelope(i):
 
 
 def body():
-    d = e2e.workdir("sasl_ssl")
-    names = e2e.Names("sasl_ssl")
+    d = e2e.workdir(TEST)
+    names = e2e.Names(TEST)
     ca = e2e.make_ca(d)
     crt, key = e2e.make_cert(d, "broker", ca)
     password = "pw-" + secrets.token_hex(12)
@@ -69,7 +79,9 @@ def body():
     port, sport = free_pair(), free_port()
     env = dict(os.environ, KAFKA_SASL_SSL_PORT=str(sport), KAFKA_SSL_CERT=crt,
                KAFKA_SSL_KEY=key, KAFKA_SCRAM_USER="nanguard",
-               KAFKA_SCRAM_PASSWORD_FILE=pwfile, KAFKA_SASL_PLAIN="1", KAFKA_HEAP="-Xms128m -Xmx512m")
+               KAFKA_SCRAM_PASSWORD_FILE=pwfile, KAFKA_HEAP="-Xms128m -Xmx512m")
+    if not SCRAM:
+        env["KAFKA_SASL_PLAIN"] = "1"
     state["kdir"] = kdir
     r = subprocess.run(["bash", e2e.KAFKA_SH, "start", kdir, str(port)], env=env,
                        capture_output=True, timeout=240)
@@ -77,6 +89,16 @@ def body():
     if not check(r.returncode == 0, "kafka.sh starts a broker with a SASL_SSL listener",
                  r.stderr.decode(errors="replace")[-1500:]):
         return
+    if SCRAM:
+        version = os.environ.get("KAFKA_VERSION", "")
+        with open(os.path.join(kdir, "kafka.pid")) as f:
+            cmdline = open("/proc/%s/cmdline" % f.read().strip(), "rb").read()
+        check(version.startswith("3.") and b"/kafka-%s/lib/" % version.encode() in cmdline,
+              "the broker runs Kafka %s (KAFKA_VERSION)" % version)
+        with open(os.path.join(kdir, "server.properties")) as f:
+            props = f.read()
+        check("sasl.enabled.mechanisms=SCRAM-SHA-512\n" in props,
+              "the SASL_SSL listener offers SCRAM-SHA-512 only")
     e2e.BROKERS, e2e.KAFKA_DIR = "127.0.0.1:%d" % port, kdir  # produce/consume: PLAINTEXT
     e2e.create_topics("%s:2" % names.topic, "%s:1" % names.dlq, "%s:1" % names.notify)
     e2e.create_table(names.table)
@@ -86,7 +108,7 @@ def body():
                        e2e.worker_args_fast() + [
                            "--http-listen", "127.0.0.1:0",
                            "-X", "security.protocol=SASL_SSL",
-                           "-X", "sasl.mechanisms=PLAIN",
+                           "-X", "sasl.mechanisms=" + MECHANISM,
                            "-X", "sasl.username=nanguard",
                            "-X", "sasl.password.file=" + pwf,
                            "-X", "ssl.ca.location=" + ca[0]])
@@ -110,7 +132,7 @@ def body():
 
     w = worker("a", pwfile).start()
     check(e2e.wait_until(lambda: e2e.row_count(names.table) == 20, 90, interval=0.3,
-                         what="20 rows"), "SASL_SSL: all 20 envelopes stored",
+                         what="20 rows"), "SASL_SSL (%s): all 20 envelopes stored" % MECHANISM,
           e2e.row_count(names.table))
     check(e2e.wait_until(lambda: e2e.count_records(names.notify) >= 1, 30),
           "the malformed message is dead-lettered and notified over SASL_SSL")
@@ -125,12 +147,18 @@ def body():
     outs += [rec.value for rec in e2e.consume(names.notify)]
     outs.append(state["kafka_sh_out"])
     st = os.stat(os.path.join(kdir, "server.properties"))
-    check(not st.st_mode & 0o077, "the broker's server.properties (it holds the PLAIN "
-          "password) is mode 0600")
+    check(not st.st_mode & 0o077, "the broker's server.properties%s is mode 0600"
+          % ("" if SCRAM else " (it holds the PLAIN password)"))
     for f in ("kafka.out", "kafka.log"):
         p = os.path.join(kdir, f)
         if os.path.exists(p):
             outs.append(open(p, "rb").read())
+    if SCRAM:  # no PLAIN: the password is in none of the broker's files
+        broker_files = [os.path.join(r, f) for r, _, fs in os.walk(kdir) for f in fs]
+        leaks = e2e.secret_in(password, *[open(p, "rb").read() for p in broker_files])
+        check(len(broker_files) >= 5 and not leaks, "the password is in none of the "
+              "broker's %d files (properties, metadata log, segments)" % len(broker_files),
+              leaks)
     leaks = e2e.secret_in(password, *outs)
     check(len(outs) >= 8 and not leaks, "the password is in no output (%d outputs: logs, "
           "metrics, readyz, records, kafka.sh, broker logs)" % len(outs), leaks)
