@@ -188,7 +188,12 @@ check(not re.search(r"password\s*=|PGPASSWORD|POSTGRES_PASSWORD:", raw),
 # ------------------------------------------------------------ Containerfile
 with open(os.path.join(SRC, "deploy", "container", "Containerfile")) as f:
     cf = [ln for ln in f.read().splitlines() if ln and not ln.lstrip().startswith("#")]
-froms = [ln.split()[1:] for ln in cf if ln.startswith("FROM ")]
+# ARGs before the first FROM (the base, BASE) resolve to their defaults
+global_args = dict(ln.split()[1].split("=", 1) for ln in
+                   cf[:next(i for i, ln in enumerate(cf) if ln.startswith("FROM "))]
+                   if ln.startswith("ARG ") and "=" in ln)
+froms = [[re.sub(r"\$\{(\w+)\}", lambda m: global_args.get(m.group(1), m.group(0)), w)
+          for w in ln.split()[1:]] for ln in cf if ln.startswith("FROM ")]
 check(len(froms) == 2 and all(f[0].endswith("debian:12-slim") for f in froms) and
       froms[0][1:] == ["AS", "build"], "Containerfile: two stages on Debian 12 slim", froms)
 final = cf[max(i for i, ln in enumerate(cf) if ln.startswith("FROM ")):]
@@ -207,7 +212,8 @@ check(any(re.match(r"COPY --from=build \S*/nanguard-commands\.so /usr/local/bin/
 copied = [ln.split()[1] for ln in cf[:cf.index(final[0])] if ln.startswith("COPY ")]
 with open(os.path.join(SRC, "CMakeLists.txt")) as f:
     cmake = f.read()
-sources = set(re.findall(r"(?:^|\s|/)((?:common|filter|sink|deploy)/[\w./-]+\.(?:c|h|html|js|css))",
+sources = set(re.findall(r"(?:^|\s|/)((?:common|filter|sink|deploy|cmake)/[\w./-]+"
+                         r"\.(?:cmake|html|css|js|c|h))\b",
                          cmake, re.M))
 uncopied = sorted(s for s in sources if not any(s == c or s.startswith(c.rstrip("/") + "/")
                                                 for c in copied))
