@@ -13,6 +13,7 @@ packages=(
     prometheus
     gnuplot-nox
     yajl-tools time
+    podman runc debootstrap
 )
 
 missing=()
