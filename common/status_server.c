@@ -7,12 +7,24 @@
  * also has a deadline for the whole request (REQUEST_DEADLINE_MS from its
  * first byte, or from the end of its last request on a kept-alive
  * connection): a sweeper thread shuts down the socket of every connection
- * past it. The table holds CONNECTION_LIMIT connections, far more than a
- * handful of slow clients. */
+ * past it.
+ *
+ * A deadline alone still lets enough slow clients fill the table: when it
+ * is full, libmicrohttpd stops accepting, and a probe waits in the kernel's
+ * queue until a slow client reaches its deadline. So the table is large
+ * (CONNECTION_LIMIT, fewer when the open-file limit cannot be raised to
+ * hold it) and it never fills: a new connection that finds it full shuts
+ * down the oldest one (the one whose request began first, or that has
+ * been idle longest), so a new connection, a probe among them, is always
+ * accepted and answered at once. The connections are kept in a list from
+ * oldest to newest, which makes both the sweep and the choice O(1) per
+ * connection. */
 #define _POSIX_C_SOURCE 200809L
 #include "common/status_server.h"
 
 #include "common/clock.h"
+#include "common/log.h"
+#include "common/ratelimit.h"
 
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -25,18 +37,26 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
-#define CONNECTION_LIMIT 256u
+#define CONNECTION_LIMIT 4096u
+/* Room in libmicrohttpd's table above ours, for connections shut down and
+ * not yet closed, so that it never stops accepting. */
+#define SHED_SLACK 64u
+/* Open files kept for the rest of the process (Kafka, PostgreSQL, logs)
+ * when the limit is too low for the whole table. */
+#define FD_RESERVE 256u
 #define IDLE_TIMEOUT_S 3u
 #define REQUEST_DEADLINE_MS 5000u
 #define SWEEP_EVERY_MS 200
 
 /* One open connection: when its request began, and a duplicate of its
  * socket, so that the sweeper shuts down that socket and never another
- * that reused the number after libmicrohttpd closed its own. */
+ * that reused the number after libmicrohttpd closed its own (two open
+ * files per connection, counted in the table's size). */
 struct conn_clock {
     struct conn_clock *prev, *next;
     int fd;
@@ -52,8 +72,71 @@ struct ng_status_server {
     pthread_cond_t wake;
     pthread_t sweeper;
     bool sweeping, stop;
-    struct conn_clock *conns;
+    /* Open connections, oldest `since` first; `held` of them not cut. */
+    struct conn_clock *oldest, *newest;
+    unsigned int held, table;
+    uint64_t shed;         /* connections cut to make room */
+    ng_ratelimit shed_log; /* used on libmicrohttpd's thread only */
 };
+
+static void conns_append(ng_status_server *s, struct conn_clock *c)
+{
+    c->prev = s->newest;
+    c->next = NULL;
+    if (s->newest != NULL) {
+        s->newest->next = c;
+    } else {
+        s->oldest = c;
+    }
+    s->newest = c;
+}
+
+static void conns_remove(ng_status_server *s, struct conn_clock *c)
+{
+    if (c->prev != NULL) {
+        c->prev->next = c->next;
+    } else {
+        s->oldest = c->next;
+    }
+    if (c->next != NULL) {
+        c->next->prev = c->prev;
+    } else {
+        s->newest = c->prev;
+    }
+}
+
+/* Shuts down c's socket; libmicrohttpd then reads its end and closes it. */
+static void conn_cut(ng_status_server *s, struct conn_clock *c)
+{
+    shutdown(c->fd, SHUT_RDWR);
+    c->cut = true;
+    s->held--;
+}
+
+/* The table is over its size: cuts the oldest connection not yet cut.
+ * Called with mu held. */
+static void shed_oldest(ng_status_server *s)
+{
+    struct conn_clock *c = s->oldest;
+    while (c != NULL && c->cut) {
+        c = c->next;
+    }
+    if (c == NULL) {
+        return;
+    }
+    conn_cut(s, c);
+    s->shed++;
+    uint64_t suppressed;
+    if (ng_ratelimit_allow(&s->shed_log, ng_now_ms(), &suppressed)) {
+        char table[16], shed[24];
+        snprintf(table, sizeof table, "%u", s->table);
+        snprintf(shed, sizeof shed, "%llu", (unsigned long long)s->shed);
+        ng_log(NG_LOG_WARN,
+               "HTTP connections at the limit: closing the oldest to "
+               "accept new ones",
+               "limit#", table, "closed_total#", shed, NULL);
+    }
+}
 
 static void on_connection(void *cls, struct MHD_Connection *conn,
                           void **socket_context,
@@ -75,23 +158,18 @@ static void on_connection(void *cls, struct MHD_Connection *conn,
         }
         c->since = ng_now_ms();
         pthread_mutex_lock(&s->mu);
-        c->next = s->conns;
-        if (s->conns != NULL) {
-            s->conns->prev = c;
+        conns_append(s, c);
+        if (++s->held > s->table) {
+            shed_oldest(s);
         }
-        s->conns = c;
         pthread_mutex_unlock(&s->mu);
         *socket_context = c;
     } else if (toe == MHD_CONNECTION_NOTIFY_CLOSED && *socket_context) {
         struct conn_clock *c = *socket_context;
         pthread_mutex_lock(&s->mu);
-        if (c->prev != NULL) {
-            c->prev->next = c->next;
-        } else {
-            s->conns = c->next;
-        }
-        if (c->next != NULL) {
-            c->next->prev = c->prev;
+        conns_remove(s, c);
+        if (!c->cut) {
+            s->held--;
         }
         pthread_mutex_unlock(&s->mu);
         close(c->fd);
@@ -101,7 +179,7 @@ static void on_connection(void *cls, struct MHD_Connection *conn,
 }
 
 /* A request answered: the next one on a kept-alive connection gets a
- * deadline of its own. */
+ * deadline of its own, and the connection is the newest again. */
 static void on_completed(void *cls, struct MHD_Connection *conn, void **req,
                          enum MHD_RequestTerminationCode toe)
 {
@@ -111,14 +189,17 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req,
     const union MHD_ConnectionInfo *info =
         MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
     if (info != NULL && info->socket_context != NULL) {
+        struct conn_clock *c = info->socket_context;
         pthread_mutex_lock(&s->mu);
-        ((struct conn_clock *)info->socket_context)->since = ng_now_ms();
+        c->since = ng_now_ms();
+        conns_remove(s, c);
+        conns_append(s, c);
         pthread_mutex_unlock(&s->mu);
     }
 }
 
-/* Shuts down the sockets of the connections past their deadline;
- * libmicrohttpd then reads their end and closes them. */
+/* Shuts down the sockets of the connections past their deadline: the
+ * oldest, up to the first one within it. */
 static void *sweep(void *arg)
 {
     ng_status_server *s = arg;
@@ -133,11 +214,14 @@ static void *sweep(void *arg)
         }
         pthread_cond_timedwait(&s->wake, &s->mu, &ts);
         uint64_t now = ng_now_ms();
-        for (struct conn_clock *c = s->conns; c != NULL; c = c->next) {
-            if (!c->cut && ng_since_ms(now, c->since) >= REQUEST_DEADLINE_MS) {
-                shutdown(c->fd, SHUT_RDWR);
-                c->cut = true;
+        for (struct conn_clock *c = s->oldest; c != NULL; c = c->next) {
+            if (c->cut) {
+                continue;
             }
+            if (ng_since_ms(now, c->since) < REQUEST_DEADLINE_MS) {
+                break;
+            }
+            conn_cut(s, c);
         }
     }
     pthread_mutex_unlock(&s->mu);
@@ -264,6 +348,45 @@ int ng_addr_is_loopback(const struct addrinfo *ai)
     return 0;
 }
 
+uint64_t ng_fd_limit_raise(uint64_t want)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0) {
+        return 0;
+    }
+    if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < want) {
+        rlim_t cur = rl.rlim_max == RLIM_INFINITY || rl.rlim_max > want
+                         ? (rlim_t)want
+                         : rl.rlim_max;
+        struct rlimit raised = {.rlim_cur = cur, .rlim_max = rl.rlim_max};
+        if (setrlimit(RLIMIT_NOFILE, &raised) == 0) {
+            rl.rlim_cur = cur;
+        }
+    }
+    return rl.rlim_cur == RLIM_INFINITY ? want : (uint64_t)rl.rlim_cur;
+}
+
+/* Connections the table holds: CONNECTION_LIMIT, or what the open-file
+ * limit leaves room for (two files each) after FD_RESERVE, logged. */
+static unsigned int table_size(void)
+{
+    uint64_t want = 2u * (CONNECTION_LIMIT + SHED_SLACK) + FD_RESERVE;
+    uint64_t have = ng_fd_limit_raise(want);
+    if (have >= want) {
+        return CONNECTION_LIMIT;
+    }
+    uint64_t fit = have > FD_RESERVE ? (have - FD_RESERVE) / 2 : 0;
+    unsigned int table =
+        fit > SHED_SLACK + 16 ? (unsigned)(fit - SHED_SLACK) : 16u;
+    char nofile[24], limit[16];
+    snprintf(nofile, sizeof nofile, "%llu", (unsigned long long)have);
+    snprintf(limit, sizeof limit, "%u", table);
+    ng_log(NG_LOG_WARN,
+           "the open-file limit is low: fewer HTTP connections at once",
+           "open_file_limit#", nofile, "http_connection_limit#", limit, NULL);
+    return table;
+}
+
 ng_status_server *ng_status_server_start(const char *listen, ng_status *st,
                                          ng_error *err)
 {
@@ -278,6 +401,8 @@ ng_status_server *ng_status_server_start(const char *listen, ng_status *st,
         return NULL;
     }
     s->st = st;
+    s->table = table_size();
+    ng_ratelimit_init(&s->shed_log, "http_shed", 1, 10000);
     pthread_mutex_init(&s->mu, NULL);
     pthread_cond_init(&s->wake, NULL);
     unsigned int flags = MHD_USE_AUTO_INTERNAL_THREAD;
@@ -286,7 +411,7 @@ ng_status_server *ng_status_server_start(const char *listen, ng_status *st,
     }
     s->d = MHD_start_daemon(
         flags, 0, NULL, NULL, on_request, s, MHD_OPTION_SOCK_ADDR, ai->ai_addr,
-        MHD_OPTION_CONNECTION_LIMIT, CONNECTION_LIMIT,
+        MHD_OPTION_CONNECTION_LIMIT, s->table + SHED_SLACK,
         MHD_OPTION_CONNECTION_TIMEOUT, IDLE_TIMEOUT_S,
         MHD_OPTION_NOTIFY_CONNECTION, on_connection, s,
         MHD_OPTION_NOTIFY_COMPLETED, on_completed, s, MHD_OPTION_END);

@@ -33,7 +33,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <sysexits.h>
 #include <time.h>
 #include <yajl/yajl_tree.h>
@@ -575,18 +574,6 @@ static void publish(notify *n, bool ready, const char *why)
  * Setup
  */
 
-/* Enough file descriptors for max streams (the soft limit is often 1024). */
-static void raise_fd_limit(uint64_t want)
-{
-    struct rlimit rl;
-    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < want) {
-        rl.rlim_cur = rl.rlim_max == RLIM_INFINITY || rl.rlim_max > want
-                          ? (rlim_t)want
-                          : rl.rlim_max;
-        setrlimit(RLIMIT_NOFILE, &rl);
-    }
-}
-
 static int64_t wall_ms(void)
 {
     struct timespec t;
@@ -624,7 +611,8 @@ static int start_http(notify *n, const ng_config *cfg, size_t max_conn,
     if (ng_listen_resolve(listen, &ai, err) != 0) {
         return -1;
     }
-    raise_fd_limit(max_conn + 256);
+    /* Enough open files for max streams (the soft limit is often 1024). */
+    ng_fd_limit_raise(max_conn + 256);
     unsigned int flags =
         MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME;
     if (ai->ai_family == AF_INET6) {
