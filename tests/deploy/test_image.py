@@ -2,7 +2,8 @@
 """The container image, built with podman and run: deploy/container/build.sh
 makes the base (a debootstrapped Debian 12, no registry needed) and builds
 deploy/container/Containerfile; then
-  - the image's user is 10001:10001 and a process in it has uid 10001;
+  - the image's user is 10001:10001 and a process in it has uid 10001
+    (and so has the running worker, seen from the host);
   - `nanguard --help` and the entry point's `worker --help` exit 0 in it,
     and it holds the same version as the nanguard built here;
   - the worker, run from the image with the host's network against the
@@ -76,6 +77,18 @@ class ContainerWorker(e2e.Worker):
         say("worker %s SIGTERM -> exit %s after %.1f s" % (self.name, self.rc, took))
         return self.rc, took
 
+    def host_uid(self):
+        """The real uid of the container's first process, as the host sees
+        it (rootful podman: no user namespace), or what went wrong."""
+        rc, out, err = podman("inspect", "--format", "{{.State.Pid}}", self.container)
+        if rc != 0:
+            return "podman inspect: exit %d: %s" % (rc, err[-300:])
+        try:
+            with open("/proc/%d/status" % int(out.strip())) as f:
+                return next(ln.split()[1] for ln in f if ln.startswith("Uid:"))
+        except (OSError, ValueError, StopIteration) as e:
+            return "pid %r: %s" % (out.strip(), e)
+
     def cleanup(self):
         if self.alive():
             podman("rm", "--force", "--time", "0", self.container)
@@ -102,23 +115,23 @@ def static_checks():
     check(rc == 0 and user == "10001:10001", "the image's user is 10001:10001", out + err)
     check(entry == '["/usr/local/bin/nanguard","worker"]',
           "the image's entry point is nanguard worker", entry)
-    rc, out, err = podman("run", "--rm", "--entrypoint", "id", TAG, "-u")
+    rc, out, err = podman("run", "--rm", "--network=none", "--entrypoint", "id", TAG, "-u")
     check(rc == 0 and out.strip() == "10001", "a process in the image runs as uid 10001",
           "exit %d: %s%s" % (rc, out, err))
-    rc, out, err = podman("run", "--rm", "--entrypoint", "/usr/local/bin/nanguard", TAG,
+    rc, out, err = podman("run", "--rm", "--network=none", "--entrypoint", "/usr/local/bin/nanguard", TAG,
                           "--help")
     check(rc == 0 and out.startswith("usage: nanguard COMMAND"),
           "`nanguard --help` exits 0 in the image", "exit %d: %s%s" % (rc, out, err))
-    rc, out, err = podman("run", "--rm", TAG, "--help")
+    rc, out, err = podman("run", "--rm", "--network=none", TAG, "--help")
     check(rc == 0 and out.startswith("usage: nanguard worker"),
           "the entry point's `worker --help` exits 0", "exit %d: %s%s" % (rc, out, err))
     # every command but sanitize is in nanguard-commands.so: one of them
-    rc, out, err = podman("run", "--rm", "--entrypoint", "/usr/local/bin/nanguard", TAG,
+    rc, out, err = podman("run", "--rm", "--network=none", "--entrypoint", "/usr/local/bin/nanguard", TAG,
                           "dlq", "--help")
     check(rc == 0 and out.startswith("usage: nanguard dlq"),
           "`nanguard dlq --help` exits 0 in the image (the commands module loads)",
           "exit %d: %s%s" % (rc, out, err))
-    rc, out, err = podman("run", "--rm", "--entrypoint", "/usr/local/bin/nanguard", TAG,
+    rc, out, err = podman("run", "--rm", "--network=none", "--entrypoint", "/usr/local/bin/nanguard", TAG,
                           "--version")
     here = subprocess.run([e2e.BIN, "--version"], capture_output=True, text=True).stdout
     check(rc == 0 and out == here, "the image holds nanguard %s" % here.strip(),
@@ -136,6 +149,8 @@ def run_worker():
                         e2e.worker_args_fast() + ["--http-listen", "127.0.0.1:0"]).start()
     check(e2e.wait_done(names, msgs, timeout=120, workers=[w]),
           "the worker in the container processed every message")
+    uid = w.host_uid()
+    check(uid == "10001", "the worker in the container runs as uid 10001", uid)
     port = e2e.wait_until(lambda: e2e.http_port(w), 10, what="the worker's port")
     status = e2e.http_get(port, "/healthz")[0] if port else None
     check(status == 200, "its /healthz answers 200 on 127.0.0.1:%s" % port, status)
