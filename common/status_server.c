@@ -49,6 +49,11 @@
 /* Open files kept for the rest of the process (Kafka, PostgreSQL, logs)
  * when the limit is too low for the whole table. */
 #define FD_RESERVE 256u
+/* libmicrohttpd's memory per connection (its default is 32 KiB): holds the
+ * request's head, which for these GETs is a few hundred bytes, so that a
+ * full table of slow clients each sending long headers takes 32 MiB, not
+ * 128. A longer head is answered 431. */
+#define CONNECTION_MEMORY 8192u
 #define IDLE_TIMEOUT_S 3u
 #define REQUEST_DEADLINE_MS 5000u
 #define SWEEP_EVERY_MS 200
@@ -413,6 +418,7 @@ ng_status_server *ng_status_server_start(const char *listen, ng_status *st,
         flags, 0, NULL, NULL, on_request, s, MHD_OPTION_SOCK_ADDR, ai->ai_addr,
         MHD_OPTION_CONNECTION_LIMIT, s->table + SHED_SLACK,
         MHD_OPTION_CONNECTION_TIMEOUT, IDLE_TIMEOUT_S,
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)CONNECTION_MEMORY,
         MHD_OPTION_NOTIFY_CONNECTION, on_connection, s,
         MHD_OPTION_NOTIFY_COMPLETED, on_completed, s, MHD_OPTION_END);
     freeaddrinfo(ai);

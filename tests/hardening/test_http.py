@@ -21,7 +21,9 @@ not ready (PostgreSQL unavailable) while its main loop turns (healthy).
   holds 320 connections and the slow clients overfill it: the oldest
   connection is closed for each new one (logged), the probes still answer
   within 1 s;
-- 2000 connections open at once each get their answer."""
+- 2000 connections open at once each get their answer; a request head of
+  4 KB is answered, one of 9 KB refused (431: the memory a connection may
+  take is bounded)."""
 import json
 import os
 import resource
@@ -291,6 +293,18 @@ try:
     check(all(t.ok >= 10 and not t.failed for t in hammers),
           "each /metrics client was answered every time (%s)"
           % [t.ok for t in hammers], [t.failed[:3] for t in hammers])
+
+    # The memory per connection is bounded: a request head of 4 KB (a long
+    # bearer token) is answered, one of 9 KB is refused.
+    def head_status(n):
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as c:
+            c.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\nAuthorization: "
+                      b"Bearer " + b"t" * n + b"\r\nConnection: close\r\n\r\n")
+            return c.recv(64)[:12]
+    check(head_status(4000) == b"HTTP/1.1 200",
+          "a request with a 4 KB header is answered 200")
+    check(head_status(9000) == b"HTTP/1.1 431",
+          "one with a 9 KB header gets 431")
 
     # 2000 ordinary connections at once: each is answered.
     conns = []
