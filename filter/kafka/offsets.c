@@ -13,6 +13,7 @@ struct part {
     uint32_t generation; /* bumped when forgotten, so stale ids miss */
     bool live;
     int64_t *off;
+    uint64_t *at; /* when each was registered (offsets_begin_at) */
     bool *done;
     size_t cap, head, len;
     uint64_t head_seq; /* sequence number of the oldest entry */
@@ -46,6 +47,7 @@ void offsets_free(offsets *t)
     for (size_t i = 0; i < t->nparts; i++) {
         free(t->parts[i].topic);
         free(t->parts[i].off);
+        free(t->parts[i].at);
         free(t->parts[i].done);
     }
     free(t->parts);
@@ -98,19 +100,24 @@ static int grow(struct part *p)
 {
     size_t cap = p->cap ? p->cap * 2 : 64;
     int64_t *off = malloc(cap * sizeof *off);
+    uint64_t *at = malloc(cap * sizeof *at);
     bool *done = malloc(cap * sizeof *done);
-    if (off == NULL || done == NULL) {
+    if (off == NULL || at == NULL || done == NULL) {
         free(off);
+        free(at);
         free(done);
         return -1;
     }
     for (size_t i = 0; i < p->len; i++) {
         off[i] = p->off[(p->head + i) % p->cap];
+        at[i] = p->at[(p->head + i) % p->cap];
         done[i] = p->done[(p->head + i) % p->cap];
     }
     free(p->off);
+    free(p->at);
     free(p->done);
     p->off = off;
+    p->at = at;
     p->done = done;
     p->cap = cap;
     p->head = 0;
@@ -119,6 +126,12 @@ static int grow(struct part *p)
 
 int offsets_begin(offsets *t, const char *topic, int32_t partition,
                   int64_t offset, uint64_t *id)
+{
+    return offsets_begin_at(t, topic, partition, offset, 0, id);
+}
+
+int offsets_begin_at(offsets *t, const char *topic, int32_t partition,
+                     int64_t offset, uint64_t at, uint64_t *id)
 {
     struct part *p = find_or_add(t, topic, partition);
     if (p == NULL || (p->len == p->cap && grow(p) != 0)) {
@@ -130,6 +143,7 @@ int offsets_begin(offsets *t, const char *topic, int32_t partition,
         p->head = 0;
     }
     p->off[(p->head + p->len) % p->cap] = offset;
+    p->at[(p->head + p->len) % p->cap] = at;
     p->done[(p->head + p->len) % p->cap] = false;
     uint64_t seq = (p->head_seq + p->len) & SEQ_MASK;
     p->len++;
@@ -196,6 +210,23 @@ void offsets_forget(offsets *t, const char *topic, int32_t partition)
     p->head_seq = 0;
     p->next = -1;
     p->generation++;
+}
+
+int offsets_head(const offsets *t, const char *topic, int32_t partition,
+                 int64_t *offset, uint64_t *at)
+{
+    const struct part *p = find(t, topic, partition);
+    if (p == NULL || !p->live) {
+        *offset = -1;
+        return 0;
+    }
+    if (p->len == 0) {
+        *offset = p->next;
+        return 0;
+    }
+    *offset = p->off[p->head];
+    *at = p->at[p->head];
+    return 1;
 }
 
 size_t offsets_in_flight(const offsets *t)

@@ -28,6 +28,18 @@ void offsets_free(offsets *t);
 int offsets_begin(offsets *t, const char *topic, int32_t partition,
                   int64_t offset, uint64_t *id);
 
+/* The same, noting at (a time, in the caller's unit) with the message,
+ * for offsets_head. */
+int offsets_begin_at(offsets *t, const char *topic, int32_t partition,
+                     int64_t offset, uint64_t at, uint64_t *id);
+
+/* Where the partition's commit point is: when a message is in flight,
+ * returns 1 with the oldest one's offset and its time (offsets_begin_at);
+ * otherwise returns 0 with *offset the next offset to store, -1 when the
+ * partition has finished nothing (or is not known). */
+int offsets_head(const offsets *t, const char *topic, int32_t partition,
+                 int64_t *offset, uint64_t *at);
+
 /* Marks a message finished. Unknown or stale ids (of a forgotten
  * partition) are ignored. */
 void offsets_done(offsets *t, uint64_t id);

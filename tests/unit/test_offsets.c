@@ -118,6 +118,36 @@ static void test_many(void **state)
     offsets_free(t);
 }
 
+/* offsets_head: the oldest message in flight and when it was taken up,
+ * else the next offset to store. */
+static void test_head(void **state)
+{
+    (void)state;
+    offsets *t = offsets_new();
+    int64_t off = 0;
+    uint64_t at = 0;
+    assert_int_equal(offsets_head(t, "cp", 0, &off, &at), 0);
+    assert_int_equal(off, -1); /* unknown */
+    uint64_t a, b, c;
+    assert_int_equal(offsets_begin_at(t, "cp", 0, 10, 1000, &a), 0);
+    assert_int_equal(offsets_begin_at(t, "cp", 0, 11, 2000, &b), 0);
+    assert_int_equal(offsets_begin_at(t, "cp", 0, 12, 3000, &c), 0);
+    assert_int_equal(offsets_head(t, "cp", 0, &off, &at), 1);
+    assert_int_equal(off, 10);
+    assert_int_equal(at, 1000);
+    offsets_done(t, b); /* out of order: the head stays */
+    assert_int_equal(offsets_head(t, "cp", 0, &off, &at), 1);
+    assert_int_equal(off, 10);
+    offsets_done(t, a);
+    assert_int_equal(offsets_head(t, "cp", 0, &off, &at), 1);
+    assert_int_equal(off, 12);
+    assert_int_equal(at, 3000);
+    offsets_done(t, c);
+    assert_int_equal(offsets_head(t, "cp", 0, &off, &at), 0);
+    assert_int_equal(off, 13);
+    offsets_free(t);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -125,6 +155,7 @@ int main(void)
         cmocka_unit_test(test_partitions_apart),
         cmocka_unit_test(test_forget),
         cmocka_unit_test(test_many),
+        cmocka_unit_test(test_head),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
