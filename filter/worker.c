@@ -8,6 +8,8 @@
  *   NOTIFY  its checkpoint_flush_error event is on its way
  *   RETRY   a record of it was refused by the producer or the broker; it
  *           is sent again at retry_at (nothing is ever dropped)
+ *   COVER   its dead letter waits for a commit that covers its partition
+ *           (filter/handover.h: dead-lettered once across a crash)
  *
  * and is freed when the message is finished, which is when its offset may
  * be stored (filter/offsets.h keeps the order per partition).
@@ -35,6 +37,7 @@
 #include "common/ratelimit.h"
 #include "common/status.h"
 #include "common/status_server.h"
+#include "filter/handover.h"
 #include "filter/kafka/consumer.h"
 #include "filter/kafka/kafka_conf.h"
 #include "filter/kafka/offsets.h"
@@ -91,6 +94,8 @@ const ng_option worker_settings[] = {
      "the sentence a user reads for checkpoint_flush_critical_error"},
     {"retry-initial-ms", NG_OPT_INT, "200", "first retry delay (backoff)"},
     {"retry-max-ms", NG_OPT_INT, "10000", "longest retry delay"},
+    {"commit-interval-ms", NG_OPT_INT, "1000",
+     "how often the offsets of finished messages are committed"},
     {"shutdown-timeout-ms", NG_OPT_INT, "30000",
      "on SIGTERM, how long to try to flush before leaving"},
     {"notify-sanitized", NG_OPT_FLAG, "false",
@@ -111,7 +116,14 @@ const ng_option worker_settings[] = {
 const size_t worker_settings_count =
     sizeof worker_settings / sizeof worker_settings[0];
 
-enum slot_state { SLOT_FREE, SLOT_BATCH, SLOT_DLQ, SLOT_NOTIFY, SLOT_RETRY };
+enum slot_state {
+    SLOT_FREE,
+    SLOT_BATCH,
+    SLOT_DLQ,
+    SLOT_NOTIFY,
+    SLOT_RETRY,
+    SLOT_COVER
+};
 
 struct slot {
     enum slot_state state;
@@ -159,6 +171,7 @@ struct counters {
     uint64_t bytes, critical;
     uint64_t values_omitted; /* dead letters sent without their value */
     uint64_t dlq_lost;       /* refused for size even without key and value */
+    uint64_t handed_over;    /* dead-lettered by the partition's last owner */
     uint64_t by_kind[SANITIZE_KIND_COUNT]; /* values repaired, by kind */
     uint64_t incomplete;   /* stored though a channel was missing */
     uint64_t without_step; /* metadata without "step" */
@@ -211,6 +224,9 @@ static const ng_metric worker_metrics[] = {
     {"nanguard_dead_letters_lost_total", NULL, NG_METRIC_COUNTER,
      "dead-letter records refused for their size even without key and "
      "value (notified and logged, not on the topic)"},
+    {"nanguard_dead_letters_handed_over_total", NULL, NG_METRIC_COUNTER,
+     "messages found on the dead-letter topic already, sent there by the "
+     "partition's previous owner, and not sent again"},
 };
 #define N_METRICS (sizeof worker_metrics / sizeof worker_metrics[0])
 /* Histogram buckets, in seconds: a batch written to PostgreSQL, and a
@@ -240,8 +256,14 @@ struct worker {
     bool require_complete;
     ng_ratelimit log_incomplete;
     offsets *offs;
+    handover *ho;               /* what previous owners dead-lettered */
+    rd_kafka_conf_t *scan_conf; /* for handover_scan */
+    size_t ncover;              /* slots in SLOT_COVER */
+    bool commit_now;            /* a dead letter waits for a commit */
+    uint64_t last_commit, commit_interval_ms;
     char *topic_list;
     char *dlq_topic;
+    char *notify_topic;
     char *flush_error_message, *critical_message; /* what users read */
     size_t max_message_bytes;
     size_t dlq_limit; /* the dead-letter topic's max.message.bytes */
@@ -377,6 +399,7 @@ static void slot_release(worker *w, struct slot *s, bool finished)
     free(s->checkpoint_id);
     free(s->checkpoint_ns);
     w->nretry -= s->state == SLOT_RETRY;
+    w->ncover -= s->state == SLOT_COVER;
     s->state = SLOT_FREE;
     w->free_list[w->nfree++] = (size_t)(s - w->slots);
 }
@@ -386,6 +409,8 @@ static void slot_release(worker *w, struct slot *s, bool finished)
  */
 static void send_dead_letter(worker *w, struct slot *s);
 static void too_large(worker *w, struct slot *s, const char *why);
+static int read_message(worker *w, struct slot *s, envelope *env, ng_error *why,
+                        const char **klass);
 
 /* "N lines of this kind were held back" (common/ratelimit.h). */
 static void log_suppressed(const ng_ratelimit *r, uint64_t n)
@@ -536,10 +561,12 @@ static void too_large(worker *w, struct slot *s, const char *why)
     send_notification(w, s);
 }
 
-/* The message cannot be stored: to the dead-letter topic with the reason. */
+/* The message cannot be stored: to the dead-letter topic with the reason
+ * (once its partition is covered: filter/handover.h). */
 static void dead_letter(worker *w, struct slot *s, const char *klass,
                         const ng_error *why)
 {
+    const rd_kafka_message_t *m = s->rkm;
     s->err = *why;
     s->exception_class = klass;
     if (log_allowed(&w->log_dead_letter)) {
@@ -550,7 +577,53 @@ static void dead_letter(worker *w, struct slot *s, const char *klass,
                s->thread_id, "error_code", why->code, "reason", why->message,
                NULL);
     }
+    if (!handover_dead_letter(w->ho, rd_kafka_topic_name(m->rkt), m->partition,
+                              m->offset)) {
+        w->nretry -= s->state == SLOT_RETRY;
+        w->ncover += s->state != SLOT_COVER;
+        s->state = SLOT_COVER;
+        w->commit_now = true;
+        return;
+    }
     send_dead_letter(w, s);
+}
+
+/* A commit covered the partition: its waiting dead letters go. */
+static void send_covered(worker *w, const char *topic, int32_t partition)
+{
+    for (size_t i = 0; i < w->nslots && w->ncover > 0; i++) {
+        struct slot *s = &w->slots[i];
+        if (s->state == SLOT_COVER && s->rkm->partition == partition &&
+            strcmp(rd_kafka_topic_name(s->rkm->rkt), topic) == 0) {
+            w->ncover--;
+            s->state = SLOT_DLQ;
+            send_dead_letter(w, s);
+        }
+    }
+}
+
+/* The message was dead-lettered by its partition's previous owner (found
+ * by handover_scan): not again. Its checkpoint_flush_error goes out when
+ * the scan did not find it on the notification topic. */
+static void handed_over(worker *w, struct slot *s, const handover_entry *e)
+{
+    w->n.handed_over++;
+    if (e->notified) {
+        slot_release(w, s, true);
+        return;
+    }
+    envelope env;
+    ng_error why;
+    const char *klass = NULL;
+    if (read_message(w, s, &env, &why, &klass) != 0 && s->thread_id == NULL &&
+        s->rkm->key != NULL && s->rkm->key_len > 0) {
+        s->thread_id = dup_mem(s->rkm->key, s->rkm->key_len);
+    }
+    ng_error_set(&s->err, NG_ERR_PERMANENT, e->code[0] ? e->code : "other",
+                 "%s", e->message);
+    s->dlq_partition = e->dlq_partition;
+    s->dlq_offset = e->dlq_offset;
+    send_notification(w, s);
 }
 
 /* The count of code; the last entry of the table is "other". */
@@ -822,8 +895,8 @@ static void process(worker *w, rd_kafka_message_t *m)
     w->n.consumed++;
     w->n.bytes += m->len;
     uint64_t off_id;
-    if (offsets_begin(w->offs, rd_kafka_topic_name(m->rkt), m->partition,
-                      m->offset, &off_id) != 0) {
+    if (offsets_begin_at(w->offs, rd_kafka_topic_name(m->rkt), m->partition,
+                         m->offset, (uint64_t)ng_wall_ms(), &off_id) != 0) {
         ng_log(NG_LOG_ERROR, "out of memory tracking offsets", NULL);
         rd_kafka_message_destroy(m);
         return;
@@ -839,6 +912,12 @@ static void process(worker *w, rd_kafka_message_t *m)
     if (m->payload == NULL) {
         w->n.tombstones++;
         slot_release(w, s, true);
+        return;
+    }
+    const handover_entry *known = handover_find(
+        w->ho, rd_kafka_topic_name(m->rkt), m->partition, m->offset);
+    if (known != NULL) {
+        handed_over(w, s, known);
         return;
     }
     envelope env;
@@ -1147,15 +1226,116 @@ static int flush_all_now(worker *w)
 /* ------------------------------------------------------------------------
  * Offsets and rebalances
  */
-static void store_one(void *ctx, const char *topic, int32_t partition,
-                      int64_t next)
+/* Stores the commit point of every partition held (of only, when not
+ * NULL) with its metadata (filter/handover.h); final: the partitions are
+ * being given up. */
+static void store_offsets(worker *w,
+                          const rd_kafka_topic_partition_list_t *only,
+                          bool final)
 {
-    consumer_store(ctx, topic, partition, next);
+    int64_t now = ng_wall_ms();
+    for (size_t i = 0; i < handover_count(w->ho); i++) {
+        const char *topic;
+        int32_t partition;
+        handover_at(w->ho, i, &topic, &partition);
+        if (only != NULL && rd_kafka_topic_partition_list_find(
+                                only, topic, partition) == NULL) {
+            continue;
+        }
+        int64_t off;
+        uint64_t at = 0;
+        int in_flight = offsets_head(w->offs, topic, partition, &off, &at);
+        if (off < 0) {
+            continue; /* nothing taken up since it was assigned */
+        }
+        char meta[CONSUMER_META_MAX];
+        handover_meta(w->ho, topic, partition, off,
+                      in_flight ? (int64_t)at : -1, now, final, meta,
+                      sizeof meta);
+        if (consumer_store(w->cons, topic, partition, off, meta) != 0) {
+            ng_log(NG_LOG_ERROR, "out of memory storing an offset", NULL);
+        }
+    }
 }
 
-static void store_offsets(worker *w)
+/* Commits every --commit-interval-ms, and at once when a dead letter
+ * waits for its partition to be covered. */
+static void commit_due(worker *w, uint64_t now)
 {
-    offsets_collect(w->offs, store_one, w->cons);
+    if (!w->commit_now &&
+        ng_since_ms(now, w->last_commit) < w->commit_interval_ms) {
+        return;
+    }
+    w->commit_now = false;
+    w->last_commit = now;
+    store_offsets(w, NULL, false);
+    consumer_commit_changed(w->cons);
+}
+
+/* The broker's answer to a commit: a since= commit covers its partition
+ * (filter/handover.h), and the dead letters waiting on it go. */
+static void on_committed(void *ctx,
+                         const rd_kafka_topic_partition_list_t *parts,
+                         rd_kafka_resp_err_t err)
+{
+    worker *w = ctx;
+    for (int i = 0; i < parts->cnt; i++) {
+        const rd_kafka_topic_partition_t *p = &parts->elems[i];
+        bool ok = err == RD_KAFKA_RESP_ERR_NO_ERROR &&
+                  p->err == RD_KAFKA_RESP_ERR_NO_ERROR;
+        if (handover_acked(w->ho, p->topic, p->partition, p->metadata,
+                           p->metadata_size, ok) &&
+            w->ncover > 0) {
+            send_covered(w, p->topic, p->partition);
+        }
+    }
+}
+
+/* New partitions: where the group's commits say a previous owner may have
+ * dead-lettered messages past its committed offset, read what it left
+ * before any message of them is taken up. */
+static void on_assign(void *ctx, const rd_kafka_topic_partition_list_t *parts)
+{
+    worker *w = ctx;
+    int64_t since = INT64_MAX;
+    int scan = 0;
+    for (int i = 0; i < parts->cnt; i++) {
+        const rd_kafka_topic_partition_t *p = &parts->elems[i];
+        int64_t t = 0;
+        int r = handover_assign(w->ho, p->topic, p->partition,
+                                p->offset >= 0 ? p->offset : -1, p->metadata,
+                                p->metadata_size, &t);
+        if (r < 0) {
+            ng_log(NG_LOG_ERROR, "out of memory noting a partition", NULL);
+        } else if (r == 1) {
+            scan++;
+            since = t < since ? t : since;
+        }
+    }
+    if (scan == 0) {
+        return;
+    }
+    char n[16], from[24], found_s[24];
+    snprintf(n, sizeof n, "%d", scan);
+    snprintf(from, sizeof from, "%lld", (long long)since);
+    ng_log(NG_LOG_INFO,
+           "reading the dead-letter topic for what the previous owner of "
+           "these partitions left",
+           "partitions#", n, "since_ms#", from, NULL);
+    size_t found = 0;
+    ng_error err;
+    rd_kafka_conf_t *conf = rd_kafka_conf_dup(w->scan_conf);
+    if (handover_scan(w->ho, conf, w->dlq_topic, w->notify_topic, since, &found,
+                      &err) != 0) {
+        ng_log(NG_LOG_WARN,
+               "cannot read what the previous owner left; its dead letters "
+               "past the committed offset may be sent again",
+               "reason", err.message, NULL);
+        return;
+    }
+    snprintf(found_s, sizeof found_s, "%zu", found);
+    ng_log(NG_LOG_INFO, "dead letters the previous owner left", "count#",
+           found_s, NULL);
 }
 
 static bool in_list(const rd_kafka_topic_partition_list_t *parts,
@@ -1200,7 +1380,7 @@ static void on_revoke(void *ctx, const rd_kafka_topic_partition_list_t *parts,
     }
     if (!lost) {
         outcome_flush(w->out, 10000);
-        store_offsets(w);
+        store_offsets(w, parts, true);
     }
     if (pending_rows(w) > 0) {
         /* The batches did not go through: drop them, and put back the rows
@@ -1235,6 +1415,8 @@ static void on_revoke(void *ctx, const rd_kafka_topic_partition_list_t *parts,
     for (int i = 0; i < parts->cnt; i++) {
         offsets_forget(w->offs, parts->elems[i].topic,
                        parts->elems[i].partition);
+        handover_forget(w->ho, parts->elems[i].topic,
+                        parts->elems[i].partition);
     }
 }
 
@@ -1384,10 +1566,13 @@ worker *worker_new(const ng_config *cfg, ng_error *err)
     w->san = sanitize_new(&so);
     w->reader = envelope_reader_new(so.max_depth);
     w->offs = offsets_new();
+    w->ho = handover_new();
+    w->notify_topic = notify_topic;
+    w->commit_interval_ms = (uint64_t)ng_config_int(cfg, "commit-interval-ms");
     if (w->topic_list == NULL || w->dlq_topic == NULL || notify_topic == NULL ||
         w->flush_error_message == NULL || w->critical_message == NULL ||
-        w->san == NULL || w->reader == NULL || w->offs == NULL) {
-        free(notify_topic);
+        w->san == NULL || w->reader == NULL || w->offs == NULL ||
+        w->ho == NULL) {
         ng_error_set(err, NG_ERR_CONFIG, "oom", "out of memory");
         worker_free(w);
         return NULL;
@@ -1419,11 +1604,13 @@ worker *worker_new(const ng_config *cfg, ng_error *err)
                           .notify_topic = notify_topic,
                           .worker = instance ? instance : "nanguard"};
     w->out = pconf ? outcome_new(pconf, &oo, on_ack, w, err) : NULL;
-    free(notify_topic);
-    rd_kafka_conf_t *cconf = w->out ? kafka_conf(cfg, true, err) : NULL;
+    w->scan_conf = w->out ? kafka_conf_new(cfg, NULL, 0, err) : NULL;
+    rd_kafka_conf_t *cconf = w->scan_conf ? kafka_conf(cfg, true, err) : NULL;
     consumer_options co = {.group = ng_config_get(cfg, "group"),
                            .instance_id = instance,
                            .on_revoke = on_revoke,
+                           .on_assign = on_assign,
+                           .on_committed = on_committed,
                            .ctx = w};
     w->cons = cconf ? consumer_new(cconf, &co, err) : NULL;
     if (w->cons == NULL || consumer_subscribe(w->cons, topics, err) != 0 ||
@@ -1457,6 +1644,11 @@ void worker_free(worker *w)
     sanitize_free(w->san);
     envelope_reader_free(w->reader);
     offsets_free(w->offs);
+    handover_free(w->ho);
+    if (w->scan_conf != NULL) {
+        rd_kafka_conf_destroy(w->scan_conf);
+    }
+    free(w->notify_topic);
     free(w->slots);
     free(w->free_list);
     free(w->held);
@@ -1583,6 +1775,7 @@ static void publish(worker *w, uint64_t now, bool force)
     v[i++] = (double)w->notify_produce_failures;
     v[i++] = (double)w->n.values_omitted;
     v[i++] = (double)w->n.dlq_lost;
+    v[i++] = (double)w->n.handed_over;
     ng_buf_clear(&w->extra);
     if (metrics_extra(w, &w->extra) == 0) {
         ng_status_set_extra(w->status, w->extra.data, w->extra.len);
@@ -1598,20 +1791,21 @@ static void log_stats(worker *w, const char *msg)
     for (int k = 0; k < SANITIZE_KIND_COUNT; k++) {
         rewrites += w->n.by_kind[k];
     }
-    char f[7][24];
-    uint64_t v[7] = {w->n.consumed,
+    char f[8][24];
+    uint64_t v[8] = {w->n.consumed,
                      w->n.stored,
                      w->n.duplicates,
                      w->n.dead_lettered,
                      w->n.tombstones,
                      rewrites,
-                     (uint64_t)offsets_in_flight(w->offs)};
-    for (int i = 0; i < 7; i++) {
+                     (uint64_t)offsets_in_flight(w->offs),
+                     w->n.handed_over};
+    for (int i = 0; i < 8; i++) {
         snprintf(f[i], sizeof f[i], "%llu", (unsigned long long)v[i]);
     }
     ng_log(NG_LOG_INFO, msg, "consumed#", f[0], "stored#", f[1], "duplicates#",
            f[2], "dead_lettered#", f[3], "tombstones#", f[4], "rewrites#", f[5],
-           "in_flight#", f[6], NULL);
+           "in_flight#", f[6], "handed_over#", f[7], NULL);
 }
 
 /* Stop fetching, write what is pending, wait for the broker, commit. */
@@ -1630,7 +1824,7 @@ static int shut_down(worker *w)
         }
         outcome_poll(w->out, 50);
         retry_due(w, ng_now_ms());
-        store_offsets(w);
+        commit_due(w, ng_now_ms());
         if (pending_rows(w) == 0 && offsets_in_flight(w->offs) == 0) {
             break;
         }
@@ -1641,7 +1835,7 @@ static int shut_down(worker *w)
         }
     }
     outcome_flush(w->out, 5000);
-    store_offsets(w);
+    store_offsets(w, NULL, true);
     if (offsets_in_flight(w->offs) > 0) {
         char n[24];
         snprintf(n, sizeof n, "%zu", offsets_in_flight(w->offs));
@@ -1747,7 +1941,7 @@ int worker_run(worker *w, volatile sig_atomic_t *stop)
             ng_since_ms(now, w->blocked_since) >= w->critical_after_ms) {
             tell_critical_all(w);
         }
-        store_offsets(w);
+        commit_due(w, now);
         publish(w, now, false);
         if (w->stats_interval_ms > 0 &&
             ng_since_ms(now, w->last_stats) >= w->stats_interval_ms) {

@@ -1,4 +1,5 @@
 /* consumer.c - the Kafka consumer stage. */
+#define _POSIX_C_SOURCE 200809L
 #include "filter/kafka/consumer.h"
 
 #include "common/log.h"
@@ -7,6 +8,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+/* An offset to commit for a partition held, with its metadata. */
+struct commit_point {
+    char *topic;
+    int32_t partition;
+    int64_t next;                 /* -1: nothing stored yet */
+    char meta[CONSUMER_META_MAX]; /* "" when none */
+    int dirty;                    /* changed since last sent */
+};
 
 struct consumer {
     rd_kafka_t *rk;
@@ -17,8 +27,10 @@ struct consumer {
     rd_kafka_topic_partition_list_t *unstarted;
     int in_group; /* an assignment (maybe empty) came since the last loss */
     int nassigned;
-    int64_t reset_offset;      /* auto.offset.reset as a logical offset, or
-                                * RD_KAFKA_OFFSET_INVALID for "error" */
+    int64_t reset_offset;        /* auto.offset.reset as a logical offset, or
+                                  * RD_KAFKA_OFFSET_INVALID for "error" */
+    struct commit_point *points; /* stored for commit (consumer_store) */
+    size_t npoints, points_cap;
     kafka_partition_lag *lags; /* from the last statistics */
     size_t nlags;
     int stats_warned;
@@ -98,6 +110,84 @@ static void start_offsets(consumer *c, rd_kafka_topic_partition_list_t *parts)
     }
 }
 
+static struct commit_point *point_of(consumer *c, const char *topic,
+                                     int32_t partition)
+{
+    for (size_t i = 0; i < c->npoints; i++) {
+        if (c->points[i].partition == partition &&
+            strcmp(c->points[i].topic, topic) == 0) {
+            return &c->points[i];
+        }
+    }
+    return NULL;
+}
+
+static void point_drop(consumer *c, const char *topic, int32_t partition)
+{
+    struct commit_point *p = point_of(c, topic, partition);
+    if (p != NULL) {
+        free(p->topic);
+        *p = c->points[--c->npoints];
+    }
+}
+
+/* Commits the points that changed since they were last sent (of parts
+ * only, when parts is not NULL): async, or waiting for the broker. The
+ * broker's answer goes to on_committed either way (on_commit). Returns
+ * librdkafka's error, RD_KAFKA_RESP_ERR__NO_OFFSET when nothing changed. */
+static rd_kafka_resp_err_t
+commit_points(consumer *c, const rd_kafka_topic_partition_list_t *parts,
+              int async)
+{
+    rd_kafka_topic_partition_list_t *l =
+        rd_kafka_topic_partition_list_new((int)c->npoints + 1);
+    for (size_t i = 0; i < c->npoints; i++) {
+        struct commit_point *p = &c->points[i];
+        if (!p->dirty || p->next < 0 ||
+            (parts != NULL && rd_kafka_topic_partition_list_find(
+                                  parts, p->topic, p->partition) == NULL)) {
+            continue;
+        }
+        rd_kafka_topic_partition_t *e =
+            rd_kafka_topic_partition_list_add(l, p->topic, p->partition);
+        e->offset = p->next;
+        size_t n = strlen(p->meta);
+        if (n > 0 && (e->metadata = malloc(n)) != NULL) {
+            memcpy(e->metadata, p->meta, n);
+            e->metadata_size = n;
+        }
+        p->dirty = 0;
+    }
+    rd_kafka_resp_err_t e = l->cnt > 0 ? rd_kafka_commit(c->rk, l, async)
+                                       : RD_KAFKA_RESP_ERR__NO_OFFSET;
+    rd_kafka_topic_partition_list_destroy(l);
+    return e;
+}
+
+/* The broker's answer to a commit (served inside consumer_poll). */
+static void on_commit(rd_kafka_t *rk, rd_kafka_resp_err_t err,
+                      rd_kafka_topic_partition_list_t *offsets, void *opaque)
+{
+    (void)rk;
+    consumer *c = opaque;
+    if (err != RD_KAFKA_RESP_ERR_NO_ERROR &&
+        err != RD_KAFKA_RESP_ERR__NO_OFFSET) {
+        ng_log(NG_LOG_WARN, "commit failed", "error", rd_kafka_err2str(err),
+               NULL);
+    }
+    /* A commit that failed goes again with the next one. */
+    for (int i = 0; offsets != NULL && i < offsets->cnt; i++) {
+        const rd_kafka_topic_partition_t *e = &offsets->elems[i];
+        struct commit_point *p = point_of(c, e->topic, e->partition);
+        if ((err || e->err) && p != NULL && p->next == e->offset) {
+            p->dirty = 1;
+        }
+    }
+    if (offsets != NULL && c->opts.on_committed) {
+        c->opts.on_committed(c->opts.ctx, offsets, err);
+    }
+}
+
 static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                          rd_kafka_topic_partition_list_t *parts, void *opaque)
 {
@@ -151,12 +241,15 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
     if (!lost) {
         /* What the caller stored for these partitions goes out now, before
          * another member starts from the committed offsets. */
-        rd_kafka_resp_err_t ce = rd_kafka_commit(rk, NULL, 0);
+        rd_kafka_resp_err_t ce = commit_points(c, parts, 0);
         if (ce != RD_KAFKA_RESP_ERR_NO_ERROR &&
             ce != RD_KAFKA_RESP_ERR__NO_OFFSET) {
             ng_log(NG_LOG_WARN, "commit before revoke failed", "error",
                    rd_kafka_err2str(ce), NULL);
         }
+    }
+    for (int i = 0; i < parts->cnt; i++) {
+        point_drop(c, parts->elems[i].topic, parts->elems[i].partition);
     }
     if (cooperative) {
         rd_kafka_error_t *e = rd_kafka_incremental_unassign(rk, parts);
@@ -195,9 +288,12 @@ consumer *consumer_new(rd_kafka_conf_t *conf, const consumer_options *opts,
         return NULL;
     }
     c->opts = *opts;
-    /* These carry the delivery guarantee: not overridable. */
+    /* These carry the delivery guarantee: not overridable. Offsets are
+     * committed by consumer_commit_changed, with their metadata (librdkafka
+     * 2.0.2's auto-commit cannot carry any). */
     if (kafka_conf_set(conf, "group.id", opts->group, err) ||
         kafka_conf_set(conf, "enable.auto.offset.store", "false", err) ||
+        kafka_conf_set(conf, "enable.auto.commit", "false", err) ||
         (opts->instance_id && *opts->instance_id &&
          kafka_conf_set(conf, "group.instance.id", opts->instance_id, err))) {
         rd_kafka_conf_destroy(conf);
@@ -207,6 +303,7 @@ consumer *consumer_new(rd_kafka_conf_t *conf, const consumer_options *opts,
     c->reset_offset = reset_offset_of(conf);
     rd_kafka_conf_set_opaque(conf, c);
     rd_kafka_conf_set_rebalance_cb(conf, on_rebalance);
+    rd_kafka_conf_set_offset_commit_cb(conf, on_commit);
     rd_kafka_conf_set_stats_cb(conf, on_stats);
     char errstr[512];
     c->rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof errstr);
@@ -230,6 +327,10 @@ void consumer_free(consumer *c)
     rd_kafka_consumer_close(c->rk);
     rd_kafka_destroy(c->rk);
     rd_kafka_topic_partition_list_destroy(c->unstarted);
+    for (size_t i = 0; i < c->npoints; i++) {
+        free(c->points[i].topic);
+    }
+    free(c->points);
     kafka_stats_lag_free(c->lags, c->nlags);
     free(c);
 }
@@ -329,24 +430,52 @@ int consumer_paused(const consumer *c)
     return c->paused;
 }
 
-void consumer_store(consumer *c, const char *topic, int32_t partition,
-                    int64_t next)
+int consumer_store(consumer *c, const char *topic, int32_t partition,
+                   int64_t next, const char *meta)
 {
-    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
-    rd_kafka_topic_partition_list_add(l, topic, partition)->offset = next;
-    rd_kafka_resp_err_t e = rd_kafka_offsets_store(c->rk, l);
-    if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
-        char off[24];
-        snprintf(off, sizeof off, "%lld", (long long)next);
-        ng_log(NG_LOG_WARN, "cannot store offset", "topic", topic, "offset#",
-               off, "error", rd_kafka_err2str(e), NULL);
+    struct commit_point *p = point_of(c, topic, partition);
+    if (p == NULL) {
+        if (c->npoints == c->points_cap) {
+            size_t cap = c->points_cap ? c->points_cap * 2 : 16;
+            struct commit_point *np = realloc(c->points, cap * sizeof *np);
+            if (np == NULL) {
+                return -1;
+            }
+            c->points = np;
+            c->points_cap = cap;
+        }
+        p = &c->points[c->npoints];
+        memset(p, 0, sizeof *p);
+        if ((p->topic = strdup(topic)) == NULL) {
+            return -1;
+        }
+        p->partition = partition;
+        p->next = -1;
+        c->npoints++;
     }
-    rd_kafka_topic_partition_list_destroy(l);
+    meta = meta ? meta : "";
+    if (p->next != next || strcmp(p->meta, meta) != 0) {
+        p->next = next;
+        snprintf(p->meta, sizeof p->meta, "%s", meta);
+        p->dirty = 1;
+    }
+    return 0;
+}
+
+int consumer_commit_changed(consumer *c)
+{
+    rd_kafka_resp_err_t e = commit_points(c, NULL, 1);
+    if (e != RD_KAFKA_RESP_ERR_NO_ERROR && e != RD_KAFKA_RESP_ERR__NO_OFFSET) {
+        ng_log(NG_LOG_WARN, "cannot commit", "error", rd_kafka_err2str(e),
+               NULL);
+        return -1;
+    }
+    return 0;
 }
 
 int consumer_commit(consumer *c, ng_error *err)
 {
-    rd_kafka_resp_err_t e = rd_kafka_commit(c->rk, NULL, 0);
+    rd_kafka_resp_err_t e = commit_points(c, NULL, 0);
     if (e != RD_KAFKA_RESP_ERR_NO_ERROR && e != RD_KAFKA_RESP_ERR__NO_OFFSET) {
         return ng_error_set(err, NG_ERR_TRANSIENT, "kafka_commit",
                             "commit failed: %s", rd_kafka_err2str(e));

@@ -2,8 +2,10 @@
  * in a consumer group, with offsets stored only by the caller.
  *
  * The stage sets what the pipeline relies on: cooperative-sticky
- * assignment, auto.offset.reset=earliest, enable.auto.offset.store=false
- * (auto-commit then commits only offsets the caller stored). Rebalances are
+ * assignment, auto.offset.reset=earliest, no auto-commit: the caller
+ * stores offsets, each with its metadata, and commits them
+ * (consumer_commit_changed), and the stage commits a partition's offset
+ * before it gives the partition up. Rebalances are
  * served inside consumer_poll: before partitions are given up, the revoke
  * callback runs so the caller can finish or abandon their messages and
  * store their offsets; the stage then commits and releases them. */
@@ -22,7 +24,14 @@ typedef struct consumer consumer;
 typedef void (*consumer_revoke_fn)(void *ctx,
                                    const rd_kafka_topic_partition_list_t *parts,
                                    int lost);
-/* Called after partitions were assigned. */
+/* Called with the broker's answer to a commit: the partitions with their
+ * offsets and metadata as sent, each with its own err. */
+typedef void (*consumer_committed_fn)(
+    void *ctx, const rd_kafka_topic_partition_list_t *parts,
+    rd_kafka_resp_err_t err);
+/* Called after partitions were assigned, each with the offset it starts
+ * at and the metadata committed with it in the group (metadata NULL when
+ * none). */
 typedef void (*consumer_assign_fn)(
     void *ctx, const rd_kafka_topic_partition_list_t *parts);
 
@@ -31,6 +40,7 @@ typedef struct {
     const char *instance_id; /* static membership; NULL for dynamic */
     consumer_revoke_fn on_revoke;
     consumer_assign_fn on_assign;
+    consumer_committed_fn on_committed; /* may be NULL */
     void *ctx;
 } consumer_options;
 
@@ -54,10 +64,18 @@ void consumer_pause(consumer *c);
 void consumer_resume(consumer *c);
 int consumer_paused(const consumer *c);
 
-/* Stores next (the offset to resume from) for commit. */
-void consumer_store(consumer *c, const char *topic, int32_t partition,
-                    int64_t next);
-/* Commits the stored offsets now and waits. */
+/* The longest commit metadata kept (the broker's default limit,
+ * offset.metadata.max.bytes, is 4096). */
+#define CONSUMER_META_MAX 128
+/* Stores next (the offset to resume from) and meta (committed with it; NULL
+ * or "" for none) for the next commit. Returns -1 when out of memory. */
+int consumer_store(consumer *c, const char *topic, int32_t partition,
+                   int64_t next, const char *meta);
+/* Commits what was stored and changed since it was last sent, without
+ * waiting (the answer comes to on_committed inside consumer_poll).
+ * Returns -1 when the commit could not be sent (logged). */
+int consumer_commit_changed(consumer *c);
+/* The same, waiting for the broker. */
 int consumer_commit(consumer *c, ng_error *err);
 /* Whether the consumer holds a place in the group: an assignment (maybe
  * empty) came and was not lost since. */

@@ -1006,7 +1006,8 @@ def worker_totals(workers, msg="stopped", per_start=False):
         if not per_start:
             found = found[-1:]
         for d in found:
-            for k in ("consumed", "stored", "duplicates", "dead_lettered", "tombstones"):
+            for k in ("consumed", "stored", "duplicates", "dead_lettered", "tombstones",
+                      "handed_over"):
                 tot[k] = tot.get(k, 0) + int(d.get(k, 0))
     return tot
 
