@@ -2,6 +2,7 @@
 #define _POSIX_C_SOURCE 200809L
 #include "filter/kafka/consumer.h"
 
+#include "common/clock.h"
 #include "common/log.h"
 #include "filter/kafka/kafka_conf.h"
 
@@ -26,6 +27,17 @@ struct consumer {
      * one is logged with its offset (where consuming resumed). */
     rd_kafka_topic_partition_list_t *unstarted;
     int in_group; /* an assignment (maybe empty) came since the last loss */
+    /* From a revoke to the assignment that ends the rebalance after it,
+     * the group's generation is about to change, and a commit made with
+     * the old one is refused (ILLEGAL_GENERATION), which makes librdkafka
+     * 2.0.2 drop the whole assignment as lost (later releases ignore that
+     * error while rebalancing; its own auto-commit skips such times). No
+     * commit goes out then. Eager: the revoke opens the rebalance and its
+     * assignment ends it. Cooperative: the revoke closes one rebalance,
+     * whose assignment (often empty) follows at once, and the member then
+     * rejoins: the assignment after that one ends it. */
+    int rebalance_assigns;      /* assignments still to come */
+    uint64_t rebalancing_since; /* ng_now_ms() of the revoke */
     int nassigned;
     int64_t reset_offset;        /* auto.offset.reset as a logical offset, or
                                   * RD_KAFKA_OFFSET_INVALID for "error" */
@@ -194,8 +206,10 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
     consumer *c = opaque;
     int cooperative =
         strcmp(rd_kafka_rebalance_protocol(rk), "COOPERATIVE") == 0;
+
     if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
         c->in_group = 1;
+        c->rebalance_assigns -= c->rebalance_assigns > 0;
         c->nassigned = cooperative ? c->nassigned + parts->cnt : parts->cnt;
         if (parts->cnt > 0) {
             start_offsets(c, parts);
@@ -250,6 +264,12 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
     }
     for (int i = 0; i < parts->cnt; i++) {
         point_drop(c, parts->elems[i].topic, parts->elems[i].partition);
+    }
+    if (!lost) {
+        c->rebalance_assigns = cooperative ? 2 : 1;
+        c->rebalancing_since = ng_now_ms();
+    } else {
+        c->rebalance_assigns = 0;
     }
     if (cooperative) {
         rd_kafka_error_t *e = rd_kafka_incremental_unassign(rk, parts);
@@ -462,8 +482,16 @@ int consumer_store(consumer *c, const char *topic, int32_t partition,
     return 0;
 }
 
+/* Longest a rebalance may hold commits back (it normally ends within the
+ * group's rebalance timeout, max.poll.interval.ms). */
+#define REBALANCE_HOLD_MS 30000
+
 int consumer_commit_changed(consumer *c)
 {
+    if (c->rebalance_assigns > 0 &&
+        ng_since_ms(ng_now_ms(), c->rebalancing_since) < REBALANCE_HOLD_MS) {
+        return 0; /* after the assignment that ends the rebalance */
+    }
     rd_kafka_resp_err_t e = commit_points(c, NULL, 1);
     if (e != RD_KAFKA_RESP_ERR_NO_ERROR && e != RD_KAFKA_RESP_ERR__NO_OFFSET) {
         ng_log(NG_LOG_WARN, "cannot commit", "error", rd_kafka_err2str(e),

@@ -72,8 +72,10 @@ int consumer_paused(const consumer *c);
 int consumer_store(consumer *c, const char *topic, int32_t partition,
                    int64_t next, const char *meta);
 /* Commits what was stored and changed since it was last sent, without
- * waiting (the answer comes to on_committed inside consumer_poll).
- * Returns -1 when the commit could not be sent (logged). */
+ * waiting (the answer comes to on_committed inside consumer_poll); between
+ * a revoke and the assignment that ends the rebalance, nothing (a commit
+ * with the old generation would lose the assignment). Returns -1 when the
+ * commit could not be sent (logged). */
 int consumer_commit_changed(consumer *c);
 /* The same, waiting for the broker. */
 int consumer_commit(consumer *c, ng_error *err);
