@@ -18,7 +18,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <unistd.h>
 
 static const ng_metric table[] = {
@@ -279,6 +281,55 @@ static void test_listen_addresses(void **state)
     ng_status_free(st);
 }
 
+static int connect_idle(int port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(fd >= 0);
+    struct sockaddr_in a = {0};
+    a.sin_family = AF_INET;
+    a.sin_port = htons((uint16_t)port);
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof a), 0);
+    static const char part[] = "GET /healthz HTTP/1.1\r\n";
+    assert_int_equal(write(fd, part, sizeof part - 1), sizeof part - 1);
+    struct timeval tv = {.tv_sec = 0, .tv_usec = 500000};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    return fd;
+}
+
+/* With an open-file limit of 400 the table holds 16 connections: more idle
+ * clients than libmicrohttpd's own table (16 + 64) close the oldest, and a
+ * probe is answered at once instead of after a slow client's deadline.
+ * Last, since the hard limit cannot be raised back. */
+static void test_server_full(void **state)
+{
+    (void)state;
+    struct rlimit rl = {.rlim_cur = 400, .rlim_max = 400};
+    assert_int_equal(setrlimit(RLIMIT_NOFILE, &rl), 0);
+    assert_int_equal(ng_fd_limit_raise(100000), 400);
+    ng_status *st = ng_status_new(table, N, 60000);
+    ng_error err = {0};
+    ng_status_server *s = ng_status_server_start("127.0.0.1:0", st, &err);
+    assert_non_null(s);
+    int port = ng_status_server_port(s);
+    int idle[100];
+    for (size_t i = 0; i < 100; i++) {
+        idle[i] = connect_idle(port);
+    }
+    char body[8192];
+    uint64_t t0 = ng_now_ms();
+    assert_int_equal(http(port, "GET", "/healthz", body, sizeof body), 200);
+    assert_true(ng_since_ms(ng_now_ms(), t0) < 1000);
+    char c;
+    assert_int_equal(read(idle[0], &c, 1), 0);   /* the oldest: closed */
+    assert_int_equal(read(idle[99], &c, 1), -1); /* the newest: waiting */
+    for (size_t i = 0; i < 100; i++) {
+        close(idle[i]);
+    }
+    ng_status_server_stop(s);
+    ng_status_free(st);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -288,6 +339,7 @@ int main(void)
         cmocka_unit_test(test_answer),
         cmocka_unit_test(test_server),
         cmocka_unit_test(test_listen_addresses),
+        cmocka_unit_test(test_server_full),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
