@@ -73,7 +73,7 @@ struct ng_status_server {
     struct MHD_Daemon *d;
     ng_status *st;
     int port;
-    pthread_mutex_t mu; /* guards conns and stop */
+    pthread_mutex_t mu; /* guards the list, held, shed and stop */
     pthread_cond_t wake;
     pthread_t sweeper;
     bool sweeping, stop;
