@@ -126,6 +126,16 @@ scram_user() {  # the SCRAM-SHA-512 credential, from the password file
         --entity-name "${KAFKA_SCRAM_USER:-nanguard}" >/dev/null 2>&1 ||
         die "cannot add the SCRAM user ${KAFKA_SCRAM_USER:-nanguard}"
     log "SASL_SSL (SCRAM-SHA-512) on 127.0.0.1:$sasl_port for user ${KAFKA_SCRAM_USER:-nanguard}"
+    # librdkafka before 2.6.1 (Debian 12 has 2.0.2) repeats the client
+    # nonce in SCRAM's final message, which Kafka 4 refuses.
+    local rk
+    rk=$(pkg-config --modversion rdkafka 2>/dev/null || true)
+    if [[ ${version%%.*} -ge 4 && -n $rk ]] &&
+        [[ $(printf '%s\n' "$rk" 2.6.1 | sort -V | head -1) != 2.6.1 ]]; then
+        log "warning: this machine's librdkafka $rk cannot log in with SCRAM to Kafka $version" \
+            "(fixed in librdkafka 2.6.1): nanguard and kcat need KAFKA_VERSION=3.9.2 for SCRAM," \
+            "or PLAIN on this listener (KAFKA_SASL_PLAIN=1)"
+    fi
 }
 
 write_config() {
