@@ -62,20 +62,12 @@ class ContainerWorker(e2e.Worker):
         self.args = (["bash", PODMAN_SH, "run", "--rm", "--name", self.container,
                       "--network=host", TAG] + self.args[2:])
 
-    def term(self, timeout=60):
+    def send_term(self):
         """SIGTERM to the worker in the container (podman kill); the exit
-        status of `podman run` is the worker's."""
-        t = time.time()
+        status of `podman run` (term()) is the worker's."""
         rc, _, err = podman("kill", "--signal", "TERM", self.container)
         if rc != 0:
             say("podman kill: exit %d: %s" % (rc, err[-500:]))
-        try:
-            self.rc = self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.rc = None
-        took = time.time() - t
-        say("worker %s SIGTERM -> exit %s after %.1f s" % (self.name, self.rc, took))
-        return self.rc, took
 
     def host_uid(self):
         """The real uid of the container's first process, as the host sees

@@ -523,10 +523,13 @@ class Worker:
     def alive(self):
         return self.proc is not None and self.proc.poll() is None
 
+    def send_term(self):
+        self.proc.send_signal(signal.SIGTERM)
+
     def term(self, timeout=60):
         """SIGTERM; returns (exit status or None on timeout, seconds)."""
         t = time.time()
-        self.proc.send_signal(signal.SIGTERM)
+        self.send_term()
         try:
             self.rc = self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
