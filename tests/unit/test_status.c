@@ -153,10 +153,8 @@ static void test_health(void **state)
     ng_status_free(st);
 }
 
-/* One HTTP/1.0 request to 127.0.0.1:port; returns the status code and
- * copies the body (after the blank line) into body. */
-static int http(int port, const char *method, const char *path, char *body,
-                size_t cap)
+/* A TCP connection to 127.0.0.1:port. */
+static int connect_local(int port)
 {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     assert_true(fd >= 0);
@@ -165,6 +163,15 @@ static int http(int port, const char *method, const char *path, char *body,
     a.sin_port = htons((uint16_t)port);
     a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof a), 0);
+    return fd;
+}
+
+/* One HTTP/1.0 request to 127.0.0.1:port; returns the status code and
+ * copies the body (after the blank line) into body. */
+static int http(int port, const char *method, const char *path, char *body,
+                size_t cap)
+{
+    int fd = connect_local(port);
     char req[256];
     int n = snprintf(req, sizeof req, "%s %s HTTP/1.0\r\nHost: x\r\n\r\n",
                      method, path);
@@ -283,13 +290,7 @@ static void test_listen_addresses(void **state)
 
 static int connect_idle(int port)
 {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    assert_true(fd >= 0);
-    struct sockaddr_in a = {0};
-    a.sin_family = AF_INET;
-    a.sin_port = htons((uint16_t)port);
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof a), 0);
+    int fd = connect_local(port);
     static const char part[] = "GET /healthz HTTP/1.1\r\n";
     assert_int_equal(write(fd, part, sizeof part - 1), sizeof part - 1);
     struct timeval tv = {.tv_sec = 0, .tv_usec = 500000};
