@@ -14,10 +14,18 @@
 #   kafka.sh topic DIR NAME PARTS     create a topic if missing (replication factor 1)
 #   kafka.sh topics DIR NAME:PARTS... same for several topics
 #
-# Environment: KAFKA_VERSION (default 4.3.1; a 3.x release such as 3.9.2
-# works too, logging through its own reload4j), NANGUARD_CACHE (default
-# ~/.cache/nanguard; jars go to kafka-VERSION/lib, one directory per
-# version), KAFKA_HEAP (default "-Xms256m -Xmx1g").
+# Environment: KAFKA_VERSION (the release to run; a 3.x release such as
+# 3.9.2 works too, logging through its own reload4j), NANGUARD_CACHE
+# (default ~/.cache/nanguard; jars go to kafka-VERSION/lib, one directory
+# per version), KAFKA_HEAP (default "-Xms256m -Xmx1g").
+#
+# Which release runs, when KAFKA_VERSION is not set: the one DIR last ran
+# (DIR/kafka.version, so restart keeps it); for a new DIR, 4.3.1,
+# except with a SCRAM listener (below, without KAFKA_SASL_PLAIN) on a
+# machine whose librdkafka is older than 2.6.1: then KAFKA_SCRAM_VERSION
+# (default 3.9.2), as librdkafka before 2.6.1 (Debian 12 has 2.0.2)
+# cannot log in with SCRAM to Kafka 4 (README, "TLS, authentication and
+# secrets"); the choice is logged.
 #
 # A SASL_SSL listener (SCRAM-SHA-512) beside the PLAINTEXT one, at start:
 #   KAFKA_SASL_SSL_PORT=PORT          listen on 127.0.0.1:PORT, advertised
@@ -28,11 +36,9 @@
 #   KAFKA_SCRAM_USER=NAME (default nanguard)
 #   KAFKA_SCRAM_PASSWORD_FILE=FILE    the user's password: the first line
 #   KAFKA_SASL_PLAIN=1                also offer PLAIN for the same user and
-#                                     password (librdkafka before 2.6.1, e.g.
-#                                     Debian 12's 2.0.2, fails SCRAM against
-#                                     Kafka 4: it repeats the client nonce,
-#                                     which Kafka 4 checks strictly; Kafka
-#                                     3.9 accepts it: KAFKA_VERSION=3.9.2); the
+#                                     password (for librdkafka before 2.6.1 on
+#                                     Kafka 4, whose SCRAM check it fails:
+#                                     it repeats the client nonce); the
 #                                     password is then in DIR/server.properties
 #                                     (mode 0600)
 # The settings but the password are kept in DIR for restart; the password
@@ -41,12 +47,35 @@
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
-version=${KAFKA_VERSION:-4.3.1}
-lib=${NANGUARD_CACHE:-$HOME/.cache/nanguard}/kafka-$version/lib
+default_version=4.3.1
+scram_version=${KAFKA_SCRAM_VERSION:-3.9.2}  # the newest release librdkafka < 2.6.1 logs in to
 log() { echo "kafka.sh: $*" >&2; }
 die() { log "error: $*"; exit 1; }
 usage() { sed -n '5,15s/^# \{0,1\}//p' "$0" >&2; exit 2; }
-[[ $version =~ ^[0-9]+\.[0-9]+\.[0-9]+$ ]] || die "bad KAFKA_VERSION: $version"
+
+old_librdkafka() {  # true when this machine's librdkafka is older than 2.6.1
+    local rk
+    rk=$(pkg-config --modversion rdkafka 2>/dev/null) || return 1
+    [[ $(printf '%s\n' "$rk" 2.6.1 | sort -V | head -1) != 2.6.1 ]]
+}
+
+choose_version() {  # sets version and lib (see the head of this file)
+    if [[ -n ${KAFKA_VERSION:-} ]]; then
+        version=$KAFKA_VERSION
+    elif [[ -n ${dir:-} && -s $dir/kafka.version ]]; then
+        version=$(<"$dir/kafka.version")
+    elif [[ ${cmd:-} == start && ! -e ${dir:-}/logs/meta.properties &&
+        -n ${KAFKA_SASL_SSL_PORT:-} && -z ${KAFKA_SASL_PLAIN:-} ]] && old_librdkafka; then
+        version=$scram_version
+        log "Kafka $version for the SCRAM listener: this machine's librdkafka" \
+            "$(pkg-config --modversion rdkafka) cannot log in with SCRAM to Kafka 4" \
+            "(set KAFKA_VERSION to choose)"
+    else
+        version=$default_version
+    fi
+    [[ $version =~ ^[0-9]+\.[0-9]+\.[0-9]+$ ]] || die "bad Kafka version: $version"
+    lib=${NANGUARD_CACHE:-$HOME/.cache/nanguard}/kafka-$version/lib
+}
 
 need() {  # need CMD...: install the Debian packages when a tool is missing
     local c
@@ -128,13 +157,10 @@ scram_user() {  # the SCRAM-SHA-512 credential, from the password file
     log "SASL_SSL (SCRAM-SHA-512) on 127.0.0.1:$sasl_port for user ${KAFKA_SCRAM_USER:-nanguard}"
     # librdkafka before 2.6.1 (Debian 12 has 2.0.2) repeats the client
     # nonce in SCRAM's final message, which Kafka 4 refuses.
-    local rk
-    rk=$(pkg-config --modversion rdkafka 2>/dev/null || true)
-    if [[ ${version%%.*} -ge 4 && -n $rk ]] &&
-        [[ $(printf '%s\n' "$rk" 2.6.1 | sort -V | head -1) != 2.6.1 ]]; then
-        log "warning: this machine's librdkafka $rk cannot log in with SCRAM to Kafka $version" \
-            "(fixed in librdkafka 2.6.1): nanguard and kcat need KAFKA_VERSION=3.9.2 for SCRAM," \
-            "or PLAIN on this listener (KAFKA_SASL_PLAIN=1)"
+    if ((${version%%.*} >= 4)) && old_librdkafka; then
+        log "warning: this machine's librdkafka $(pkg-config --modversion rdkafka) cannot log in" \
+            "with SCRAM to Kafka $version (fixed in librdkafka 2.6.1): nanguard and kcat need" \
+            "KAFKA_VERSION=$scram_version for SCRAM, or PLAIN on this listener (KAFKA_SASL_PLAIN=1)"
     fi
 }
 
@@ -195,7 +221,8 @@ start() {
         "${tool[@]}" kafka.tools.StorageTool format -t "$("${tool[@]}" kafka.tools.StorageTool random-uuid)" \
             -c "$dir/server.properties" >/dev/null || die "storage format failed"
     fi
-    log "starting on 127.0.0.1:$p (output: $dir/kafka.out, log: $dir/kafka.log)"
+    echo "$version" >"$dir/kafka.version"
+    log "starting Kafka $version on 127.0.0.1:$p (output: $dir/kafka.out, log: $dir/kafka.log)"
     nohup "${jvm[@]}" "${heap[@]}" kafka.Kafka "$dir/server.properties" >"$dir/kafka.out" 2>&1 </dev/null &
     echo $! >"$dir/kafka.pid"
     # A loaded 2-core machine was seen to need more than 90 s.
@@ -245,9 +272,10 @@ topics() {  # topics NAME:PARTS...
 }
 
 cmd=${1:-}
-[[ $cmd == fetch ]] && { fetch; exit; }
+[[ $cmd == fetch ]] && { choose_version; fetch; exit; }
 (($# >= 2)) || usage
 dir=$(realpath -m "$2")
+choose_version
 read -ra heap <<<"${KAFKA_HEAP:--Xms256m -Xmx1g}"  # broker only
 jvm=(java -Djava.awt.headless=true -cp "$lib/*"  # + [JVM OPTIONS] MAIN-CLASS ARGS...
     -Dlog4j2.configurationFile="$here/kafka/log4j2.xml" -Dkafka.logs.dir="$dir"

@@ -451,10 +451,25 @@ def notifications(topic):
     return out
 
 
-def _kafka_lib():
+def kafka_version(kdir=None):
+    """The Kafka release kafka.sh runs in kdir (default KAFKA_DIR): the one
+    it recorded there, else KAFKA_VERSION, else kafka.sh's default."""
+    try:
+        with open(os.path.join(kdir or KAFKA_DIR, "kafka.version")) as f:
+            return f.read().strip()
+    except OSError:
+        pass
+    return os.environ.get("KAFKA_VERSION") or kafka_default_version()
+
+
+def kafka_default_version():
+    """The release kafka.sh runs in a new directory by default."""
     with open(KAFKA_SH) as f:
-        m = re.search(r"version=\$\{KAFKA_VERSION:-([^}]+)\}", f.read())
-    version = os.environ.get("KAFKA_VERSION") or (m.group(1) if m else "4.3.1")
+        return re.search(r"^default_version=(\S+)$", f.read(), re.M).group(1)
+
+
+def _kafka_lib():
+    version = kafka_version()
     cache = os.environ.get("NANGUARD_CACHE") or os.path.expanduser("~/.cache/nanguard")
     return os.path.join(cache, "kafka-%s" % version, "lib")
 

@@ -3,14 +3,16 @@
 A broker of the test's own (deploy/local/kafka.sh, free ports) with a
 SASL_SSL listener, a certificate for localhost signed by a CA the test
 makes with openssl, and a user whose random password lives in a file.
-Two ways (ctest runs both):
-  - e2e_sasl_ssl (no argument): Kafka 4 (kafka.sh's default) offering
-    SCRAM-SHA-512 and PLAIN; the worker uses PLAIN (librdkafka 2.0.2
-    cannot do SCRAM with Kafka 4, see the README);
-  - e2e_sasl_scram (--scram): the Kafka release in KAFKA_VERSION (3.9.x,
-    which accepts librdkafka 2.0.2's SCRAM) offering SCRAM-SHA-512 only;
-    the worker uses SCRAM-SHA-512, and the password is nowhere in the
-    broker's directory (SCRAM keeps salted keys only).
+Two ways (ctest runs both), KAFKA_VERSION not set (kafka.sh chooses):
+  - e2e_sasl_ssl (no argument): KAFKA_SASL_PLAIN=1, so Kafka 4 (kafka.sh's
+    default) offering SCRAM-SHA-512 and PLAIN; the worker uses PLAIN
+    (librdkafka 2.0.2 cannot do SCRAM with Kafka 4, see the README);
+  - e2e_sasl_scram (--scram): a listener offering SCRAM-SHA-512 only;
+    kafka.sh runs KAFKA_SCRAM_VERSION (3.9.x, which accepts librdkafka
+    2.0.2's SCRAM) when this machine's librdkafka is older than 2.6.1 and
+    says so, its default otherwise; the worker uses SCRAM-SHA-512, and the
+    password is nowhere in the broker's directory (SCRAM keeps salted keys
+    only).
 The worker connects with -X security.protocol=SASL_SSL
 -X sasl.mechanisms=PLAIN|SCRAM-SHA-512 -X sasl.username=nanguard
 -X sasl.password.file=FILE -X ssl.ca.location=CA (consumer and the
@@ -59,6 +61,18 @@ def free_port():
         return s.getsockname()[1]
 
 
+def expected_version():
+    """What kafka.sh runs here without KAFKA_VERSION: for SCRAM alone,
+    KAFKA_SCRAM_VERSION when librdkafka is older than 2.6.1."""
+    default = e2e.kafka_default_version()
+    if not SCRAM:
+        return default
+    rk = subprocess.run(["pkg-config", "--modversion", "rdkafka"], capture_output=True,
+                        text=True).stdout.strip()
+    old = tuple(int(x) for x in rk.split(".")[:3]) < (2, 6, 1)
+    return os.environ.get("KAFKA_SCRAM_VERSION", "3.9.2") if old else default
+
+
 def envelope(i):
     return (b'{"thread_id": "sasl-%d", "checkpoint_id": "c%d", "checkpoint": {"v": NaN}}'
             % (i % 3, i))
@@ -77,7 +91,8 @@ def body():
         os.chmod(path, 0o600)
     kdir = os.path.join(d, "kafka")
     port, sport = free_pair(), free_port()
-    env = dict(os.environ, KAFKA_SASL_SSL_PORT=str(sport), KAFKA_SSL_CERT=crt,
+    env = {k: v for k, v in os.environ.items() if k != "KAFKA_VERSION"}
+    env.update(KAFKA_SASL_SSL_PORT=str(sport), KAFKA_SSL_CERT=crt,
                KAFKA_SSL_KEY=key, KAFKA_SCRAM_USER="nanguard",
                KAFKA_SCRAM_PASSWORD_FILE=pwfile, KAFKA_HEAP="-Xms128m -Xmx512m")
     if not SCRAM:
@@ -89,12 +104,16 @@ def body():
     if not check(r.returncode == 0, "kafka.sh starts a broker with a SASL_SSL listener",
                  r.stderr.decode(errors="replace")[-1500:]):
         return
+    version = expected_version()
+    with open(os.path.join(kdir, "kafka.pid")) as f:
+        cmdline = open("/proc/%s/cmdline" % f.read().strip(), "rb").read()
+    check(b"/kafka-%s/lib/" % version.encode() in cmdline
+          and e2e.kafka_version(kdir) == version,
+          "the broker runs Kafka %s, recorded in its directory for restart" % version)
     if SCRAM:
-        version = os.environ.get("KAFKA_VERSION", "")
-        with open(os.path.join(kdir, "kafka.pid")) as f:
-            cmdline = open("/proc/%s/cmdline" % f.read().strip(), "rb").read()
-        check(version.startswith("3.") and b"/kafka-%s/lib/" % version.encode() in cmdline,
-              "the broker runs Kafka %s (KAFKA_VERSION)" % version)
+        said = b"Kafka %s for the SCRAM listener" % version.encode()
+        check((said in r.stderr) == version.startswith("3."),
+              "kafka.sh says why it chose Kafka %s" % version, r.stderr.decode()[-600:])
         with open(os.path.join(kdir, "server.properties")) as f:
             props = f.read()
         check("sasl.enabled.mechanisms=SCRAM-SHA-512\n" in props,
