@@ -48,15 +48,14 @@ set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
 default_version=4.3.1
-scram_version=${KAFKA_SCRAM_VERSION:-3.9.2}  # the newest release librdkafka < 2.6.1 logs in to
+scram_version=${KAFKA_SCRAM_VERSION:-3.9.2}  # a release whose SCRAM check librdkafka < 2.6.1 passes
 log() { echo "kafka.sh: $*" >&2; }
 die() { log "error: $*"; exit 1; }
 usage() { sed -n '5,15s/^# \{0,1\}//p' "$0" >&2; exit 2; }
 
-old_librdkafka() {  # true when this machine's librdkafka is older than 2.6.1
-    local rk
-    rk=$(pkg-config --modversion rdkafka 2>/dev/null) || return 1
-    [[ $(printf '%s\n' "$rk" 2.6.1 | sort -V | head -1) != 2.6.1 ]]
+rdkafka=$(pkg-config --modversion rdkafka 2>/dev/null || true)  # this machine's librdkafka
+old_librdkafka() {  # true when it is older than 2.6.1
+    [[ -n $rdkafka && $(printf '%s\n' "$rdkafka" 2.6.1 | sort -V | head -1) != 2.6.1 ]]
 }
 
 choose_version() {  # sets version and lib (see the head of this file)
@@ -64,11 +63,11 @@ choose_version() {  # sets version and lib (see the head of this file)
         version=$KAFKA_VERSION
     elif [[ -n ${dir:-} && -s $dir/kafka.version ]]; then
         version=$(<"$dir/kafka.version")
-    elif [[ ${cmd:-} == start && ! -e ${dir:-}/logs/meta.properties &&
+    elif [[ ${cmd:-} == *start && ! -e ${dir:-}/logs/meta.properties &&
         -n ${KAFKA_SASL_SSL_PORT:-} && -z ${KAFKA_SASL_PLAIN:-} ]] && old_librdkafka; then
         version=$scram_version
         log "Kafka $version for the SCRAM listener: this machine's librdkafka" \
-            "$(pkg-config --modversion rdkafka) cannot log in with SCRAM to Kafka 4" \
+            "$rdkafka cannot log in with SCRAM to Kafka 4" \
             "(set KAFKA_VERSION to choose)"
     else
         version=$default_version
@@ -158,7 +157,7 @@ scram_user() {  # the SCRAM-SHA-512 credential, from the password file
     # librdkafka before 2.6.1 (Debian 12 has 2.0.2) repeats the client
     # nonce in SCRAM's final message, which Kafka 4 refuses.
     if ((${version%%.*} >= 4)) && old_librdkafka; then
-        log "warning: this machine's librdkafka $(pkg-config --modversion rdkafka) cannot log in" \
+        log "warning: this machine's librdkafka $rdkafka cannot log in" \
             "with SCRAM to Kafka $version (fixed in librdkafka 2.6.1): nanguard and kcat need" \
             "KAFKA_VERSION=$scram_version for SCRAM, or PLAIN on this listener (KAFKA_SASL_PLAIN=1)"
     fi
