@@ -7,6 +7,7 @@ Runs in the virtual environment of deploy/langgraph/venv.sh."""
 import math
 import os
 import sys
+import threading
 from typing import Annotated, TypedDict
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "sink"))
@@ -67,17 +68,29 @@ class RecordingSaver(InMemorySaver):
         super().__init__()
         self.envelopes = []
         self._last = {}
+        self._seen = threading.Condition()
 
     def put(self, config, checkpoint, metadata, new_versions):
         env = checkpoint_envelope(self.serde, config, checkpoint, metadata)
-        self._last[env["checkpoint_id"]] = env
-        self.envelopes.append(env)
+        with self._seen:
+            self._last[env["checkpoint_id"]] = env
+            self.envelopes.append(env)
+            self._seen.notify_all()
         return super().put(config, checkpoint, metadata, new_versions)
 
     def put_writes(self, config, writes, task_id, task_path=""):
-        env = dict(self._last[config["configurable"]["checkpoint_id"]])
-        env["writes"] = writes_entries(self.serde, writes, task_id, task_path)
-        self.envelopes.append(env)
+        # With LangGraph's default durability ("async") the put of a
+        # checkpoint and the put_writes of its tasks run on the executor's
+        # threads, in either order: wait for the put, as NanguardSaver does.
+        cid = config["configurable"]["checkpoint_id"]
+        with self._seen:
+            if not self._seen.wait_for(lambda: cid in self._last, timeout=30):
+                raise RuntimeError("put_writes for checkpoint %s, never put"
+                                   % cid)
+            env = dict(self._last[cid])
+            env["writes"] = writes_entries(self.serde, writes, task_id,
+                                           task_path)
+            self.envelopes.append(env)
         return super().put_writes(config, writes, task_id, task_path)
 
 
