@@ -6,6 +6,7 @@
 #include "common/log.h"
 #include "filter/kafka/kafka_conf.h"
 
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,6 +39,17 @@ struct consumer {
      * rejoins: the assignment after that one ends it. */
     int rebalance_assigns;      /* assignments still to come */
     uint64_t rebalancing_since; /* ng_now_ms() of the revoke */
+    /* The same refusal meets a commit sent while the member rejoins with
+     * no revoke before it (a new member joins; the broker then moves to
+     * the next generation as soon as this member's JoinGroup arrives, and
+     * a commit that follows it carries the old one). Only librdkafka knows
+     * when it rejoins; it says so in its "cgrp" debug lines, whose
+     * CGRPJOINSTATE line ("changed join state A -> B") on_log reads. While
+     * the state is not "steady", no commit goes out. */
+    int watch_join;           /* librdkafka older than 2.10: watch it */
+    int debug_ours;           /* the user asked for no debug lines */
+    atomic_int joining;       /* set on librdkafka's thread, read on ours */
+    uint64_t joining_seen_ms; /* ng_now_ms() when a commit first waited */
     int nassigned;
     int64_t reset_offset;        /* auto.offset.reset as a logical offset, or
                                   * RD_KAFKA_OFFSET_INVALID for "error" */
@@ -47,6 +59,31 @@ struct consumer {
     size_t nlags;
     int stats_warned;
 };
+
+/* librdkafka's log lines of the consumer's handle (on its threads): its
+ * join state is read from them; the debug lines that are there only for
+ * that are dropped, the others go to kafka_log. */
+static void on_log(const rd_kafka_t *rk, int level, const char *fac,
+                   const char *buf)
+{
+    consumer *c = rd_kafka_opaque(rk);
+    if (c != NULL && c->watch_join && strcmp(fac, "CGRPJOINSTATE") == 0) {
+        /* "Group "NAME" changed join state FROM -> TO (state S)": the
+         * name may hold anything, so the last arrow is the one. */
+        const char *to = NULL;
+        for (const char *p = strstr(buf, " -> "); p;
+             p = strstr(p + 1, " -> ")) {
+            to = p + 4;
+        }
+        if (to != NULL) {
+            atomic_store(&c->joining, strncmp(to, "steady ", 7) != 0);
+        }
+    }
+    if (c != NULL && c->debug_ours && level >= 7) {
+        return;
+    }
+    kafka_log(rk, level, fac, buf);
+}
 
 /* librdkafka's statistics (on the polling thread): the lag table is
  * replaced as a whole. Returns 0: librdkafka frees json. */
@@ -298,6 +335,33 @@ static int64_t reset_offset_of(const rd_kafka_conf_t *conf)
                                    : RD_KAFKA_OFFSET_BEGINNING;
 }
 
+/* The release that no longer drops the assignment for a commit refused
+ * while rebalancing (librdkafka's issue 4059, fixed in 2.10.0). */
+#define RDKAFKA_KEEPS_ASSIGNMENT 0x020a0000
+
+/* Below that release, turns on librdkafka's "cgrp" debug context so that
+ * on_log sees the join state; when the user asked for no debug lines at
+ * all, on_log drops them. */
+static int watch_join_state(consumer *c, rd_kafka_conf_t *conf, ng_error *err)
+{
+    if (rd_kafka_version() >= RDKAFKA_KEEPS_ASSIGNMENT) {
+        return 0;
+    }
+    char debug[512] = "";
+    size_t n = sizeof debug;
+    if (rd_kafka_conf_get(conf, "debug", debug, &n) != RD_KAFKA_CONF_OK) {
+        debug[0] = '\0';
+    }
+    c->watch_join = 1;
+    c->debug_ours = debug[0] == '\0';
+    if (strstr(debug, "cgrp") != NULL || strstr(debug, "all") != NULL) {
+        return 0;
+    }
+    char with[sizeof debug + 8];
+    snprintf(with, sizeof with, "%s%scgrp", debug, debug[0] ? "," : "");
+    return kafka_conf_set(conf, "debug", with, err);
+}
+
 consumer *consumer_new(rd_kafka_conf_t *conf, const consumer_options *opts,
                        ng_error *err)
 {
@@ -321,7 +385,13 @@ consumer *consumer_new(rd_kafka_conf_t *conf, const consumer_options *opts,
         return NULL;
     }
     c->reset_offset = reset_offset_of(conf);
+    if (watch_join_state(c, conf, err) != 0) {
+        rd_kafka_conf_destroy(conf);
+        free(c);
+        return NULL;
+    }
     rd_kafka_conf_set_opaque(conf, c);
+    rd_kafka_conf_set_log_cb(conf, on_log);
     rd_kafka_conf_set_rebalance_cb(conf, on_rebalance);
     rd_kafka_conf_set_offset_commit_cb(conf, on_commit);
     rd_kafka_conf_set_stats_cb(conf, on_stats);
@@ -488,9 +558,18 @@ int consumer_store(consumer *c, const char *topic, int32_t partition,
 
 int consumer_commit_changed(consumer *c)
 {
+    uint64_t now = ng_now_ms();
     if (c->rebalance_assigns > 0 &&
-        ng_since_ms(ng_now_ms(), c->rebalancing_since) < REBALANCE_HOLD_MS) {
+        ng_since_ms(now, c->rebalancing_since) < REBALANCE_HOLD_MS) {
         return 0; /* after the assignment that ends the rebalance */
+    }
+    if (!atomic_load(&c->joining)) {
+        c->joining_seen_ms = 0;
+    } else if (c->joining_seen_ms == 0) {
+        c->joining_seen_ms = now;
+        return 0; /* librdkafka is rejoining the group */
+    } else if (ng_since_ms(now, c->joining_seen_ms) < REBALANCE_HOLD_MS) {
+        return 0;
     }
     rd_kafka_resp_err_t e = commit_points(c, NULL, 1);
     if (e != RD_KAFKA_RESP_ERR_NO_ERROR && e != RD_KAFKA_RESP_ERR__NO_OFFSET) {

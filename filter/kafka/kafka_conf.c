@@ -7,10 +7,8 @@
 #include <stdio.h>
 #include <string.h>
 
-/* librdkafka's own log lines, as JSON lines like ours. Called from
- * librdkafka's threads: ng_log writes each line in one call. */
-static void kafka_log(const rd_kafka_t *rk, int level, const char *fac,
-                      const char *buf)
+void kafka_log(const rd_kafka_t *rk, int level, const char *fac,
+               const char *buf)
 {
     (void)rk;
     ng_log_level l = level <= 3   ? NG_LOG_ERROR

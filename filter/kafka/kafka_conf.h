@@ -30,4 +30,11 @@ rd_kafka_conf_t *kafka_conf_new(const ng_config *cfg,
 int kafka_conf_set(rd_kafka_conf_t *conf, const char *k, const char *v,
                    ng_error *err);
 
+/* The log callback kafka_conf_new sets: librdkafka's own log lines as
+ * JSON lines like ours (source "librdkafka", its facility). Called from
+ * librdkafka's threads: ng_log writes each line in one call. A handle that
+ * sets its own callback passes the lines it keeps on to this one. */
+void kafka_log(const rd_kafka_t *rk, int level, const char *fac,
+               const char *buf);
+
 #endif

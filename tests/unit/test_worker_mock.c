@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 #include <yajl/yajl_tree.h>
 
 #include "common/config.h"
@@ -31,6 +32,7 @@
 /* Kafka ApiKeys (rdkafka_protocol.h is not installed). */
 #define APIKEY_PRODUCE 0
 #define APIKEY_OFFSET_COMMIT 8
+#define APIKEY_JOIN_GROUP 11
 
 #define SRC_TOPIC "cp"
 #define DLQ_TOPIC "cp.dlq"
@@ -790,6 +792,152 @@ static void test_reserved_headers_renamed(void **state)
     mock_down(&m);
 }
 
+/* ------------------------------------------------------------------------
+ * 5. A member joins while the worker commits
+ */
+
+/* Produces malformed messages, one every 5 ms, until stop. */
+struct feeder {
+    const char *bs;
+    pthread_t th;
+    volatile int stop;
+    int sent;
+};
+
+static void *feed(void *arg)
+{
+    struct feeder *f = arg;
+    char errstr[256];
+    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER,
+                                  conf_with(f->bs, "linger.ms", "1", NULL),
+                                  errstr, sizeof errstr);
+    assert_non_null(rk);
+    while (!f->stop && f->sent < 100000) {
+        static const char value[] = "{\"thread_id\": \"t\", NaN";
+        if (rd_kafka_producev(rk, RD_KAFKA_V_TOPIC(SRC_TOPIC),
+                              RD_KAFKA_V_VALUE((void *)value, sizeof value - 1),
+                              RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                              RD_KAFKA_V_END) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+            f->sent++;
+        }
+        rd_kafka_poll(rk, 5);
+    }
+    rd_kafka_flush(rk, 10000);
+    rd_kafka_destroy(rk);
+    return NULL;
+}
+
+/* How many lines of the file at path hold text. */
+static int lines_with(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "r");
+    assert_non_null(f);
+    char line[4096];
+    int k = 0;
+    while (fgets(line, sizeof line, f) != NULL) {
+        k += strstr(line, text) != NULL;
+    }
+    fclose(f);
+    return k;
+}
+
+/* The worker commits every 50 ms while a second member joins its group and
+ * the coordinator holds every JoinGroup answer for 1.5 s. The group moves
+ * to its next generation as soon as the worker's JoinGroup arrives; a
+ * commit sent behind it carries the old one and is refused
+ * (ILLEGAL_GENERATION), which librdkafka before 2.10 answers by dropping
+ * the worker's whole assignment as lost: its partitions would be consumed
+ * again from the last commit. The worker must send no commit while
+ * librdkafka rejoins: its log shows no refused commit and no lost
+ * partition, and the partitions move by revoke. */
+static void test_member_joins_while_committing(void **state)
+{
+    (void)state;
+    struct mock m;
+    mock_up(&m);
+    char log_path[] = "/tmp/nanguard-join-XXXXXX";
+    int log_fd = mkstemp(log_path);
+    assert_true(log_fd >= 0);
+    fflush(stderr);
+    int saved = dup(STDERR_FILENO);
+    assert_int_equal(dup2(log_fd, STDERR_FILENO), STDERR_FILENO);
+    ng_log_set_level(NG_LOG_INFO);
+
+    struct feeder f = {.bs = m.bs};
+    assert_int_equal(pthread_create(&f.th, NULL, feed, &f), 0);
+    const char *extra[] = {"--commit-interval-ms", "50", "-X",
+                           "heartbeat.interval.ms=300", NULL};
+    struct run r;
+    run_start(&r, m.bs, extra);
+    rd_kafka_t *reader = offset_reader_new(m.bs);
+    int64_t got[SRC_PARTS], some[SRC_PARTS] = {1, 1};
+    assert_true(wait_committed(reader, some, 20000, got));
+
+    assert_int_equal(rd_kafka_mock_broker_push_request_error_rtts(
+                         m.mc, 1, APIKEY_JOIN_GROUP, 2, 0, 1500, 0, 1500),
+                     RD_KAFKA_RESP_ERR_NO_ERROR);
+    char errstr[256];
+    rd_kafka_conf_t *conf = conf_with(
+        m.bs, "group.id", "g1", "partition.assignment.strategy",
+        "cooperative-sticky", "session.timeout.ms", "6000",
+        "heartbeat.interval.ms", "300", "enable.auto.commit", "false", NULL);
+    rd_kafka_t *b =
+        rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof errstr);
+    assert_non_null(b);
+    rd_kafka_poll_set_consumer(b);
+    rd_kafka_topic_partition_list_t *topics =
+        rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(topics, SRC_TOPIC, RD_KAFKA_PARTITION_UA);
+    assert_int_equal(rd_kafka_subscribe(b, topics), RD_KAFKA_RESP_ERR_NO_ERROR);
+    rd_kafka_topic_partition_list_destroy(topics);
+    /* b polls until it holds a partition, and 2 s more. */
+    int b_parts = 0;
+    uint64_t deadline = now_ms() + 25000, settled = 0;
+    while (now_ms() < deadline && (settled == 0 || now_ms() < settled)) {
+        rd_kafka_message_t *msg = rd_kafka_consumer_poll(b, 100);
+        if (msg != NULL) {
+            rd_kafka_message_destroy(msg);
+        }
+        rd_kafka_topic_partition_list_t *a = NULL;
+        if (rd_kafka_assignment(b, &a) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+            b_parts = a->cnt;
+            rd_kafka_topic_partition_list_destroy(a);
+        }
+        if (b_parts > 0 && settled == 0) {
+            settled = now_ms() + 2000;
+        }
+    }
+    f.stop = 1;
+    assert_int_equal(pthread_join(f.th, NULL), 0);
+    size_t left = 99;
+    rd_kafka_mock_broker_error_stack_cnt(m.mc, 1, APIKEY_JOIN_GROUP, &left);
+    run_stop(&r);
+    rd_kafka_consumer_close(b);
+    rd_kafka_destroy(b);
+    rd_kafka_destroy(reader);
+
+    fflush(stderr);
+    assert_int_equal(dup2(saved, STDERR_FILENO), STDERR_FILENO);
+    close(saved);
+    close(log_fd);
+    ng_log_set_level(getenv("NANGUARD_TEST_VERBOSE") ? NG_LOG_DEBUG
+                                                     : NG_LOG_ERROR);
+    int refused = lines_with(log_path, "generation id is not valid");
+    int lost = lines_with(log_path, "\"partitions lost\"");
+    int revoked = lines_with(log_path, "\"partitions revoked\"");
+    print_message("member joined: %d messages, b holds %d partition(s), "
+                  "JoinGroup delays left %zu; worker log: %d refused "
+                  "commits, %d lost, %d revoked (%s)\n",
+                  f.sent, b_parts, left, refused, lost, revoked, log_path);
+    assert_int_equal(left, 0); /* both JoinGroup answers were held */
+    assert_int_equal(b_parts, 1);
+    assert_int_equal(refused, 0);
+    assert_int_equal(lost, 0);
+    assert_true(revoked >= 1);
+    unlink(log_path);
+    mock_down(&m);
+}
+
 int main(void)
 {
     /* Every message is dead-lettered with a warning: quiet unless asked. */
@@ -802,6 +950,7 @@ int main(void)
         cmocka_unit_test(test_commit_refused),
         cmocka_unit_test(test_stop_in_flight),
         cmocka_unit_test(test_reserved_headers_renamed),
+        cmocka_unit_test(test_member_joins_while_committing),
     };
     /* NANGUARD_TEST_FILTER=test_reserved* runs the matching tests only. */
     if (getenv("NANGUARD_TEST_FILTER") != NULL) {
