@@ -66,8 +66,8 @@ struct consumer {
 static void on_log(const rd_kafka_t *rk, int level, const char *fac,
                    const char *buf)
 {
-    consumer *c = rd_kafka_opaque(rk);
-    if (c != NULL && c->watch_join && strcmp(fac, "CGRPJOINSTATE") == 0) {
+    consumer *c = rd_kafka_opaque(rk); /* set before rd_kafka_new */
+    if (c->watch_join && strcmp(fac, "CGRPJOINSTATE") == 0) {
         /* "Group "NAME" changed join state FROM -> TO (state S)": the
          * name may hold anything, so the last arrow is the one. */
         const char *to = NULL;
@@ -79,7 +79,7 @@ static void on_log(const rd_kafka_t *rk, int level, const char *fac,
             atomic_store(&c->joining, strncmp(to, "steady ", 7) != 0);
         }
     }
-    if (c != NULL && c->debug_ours && level >= 7) {
+    if (c->debug_ours && level >= 7) {
         return;
     }
     kafka_log(rk, level, fac, buf);
@@ -565,11 +565,13 @@ int consumer_commit_changed(consumer *c)
     }
     if (!atomic_load(&c->joining)) {
         c->joining_seen_ms = 0;
-    } else if (c->joining_seen_ms == 0) {
-        c->joining_seen_ms = now;
-        return 0; /* librdkafka is rejoining the group */
-    } else if (ng_since_ms(now, c->joining_seen_ms) < REBALANCE_HOLD_MS) {
-        return 0;
+    } else {
+        if (c->joining_seen_ms == 0) {
+            c->joining_seen_ms = now;
+        }
+        if (ng_since_ms(now, c->joining_seen_ms) < REBALANCE_HOLD_MS) {
+            return 0; /* librdkafka is rejoining the group */
+        }
     }
     rd_kafka_resp_err_t e = commit_points(c, NULL, 1);
     if (e != RD_KAFKA_RESP_ERR_NO_ERROR && e != RD_KAFKA_RESP_ERR__NO_OFFSET) {
