@@ -911,6 +911,9 @@ static void test_member_joins_while_committing(void **state)
     assert_int_equal(pthread_join(f.th, NULL), 0);
     size_t left = 99;
     rd_kafka_mock_broker_error_stack_cnt(m.mc, 1, APIKEY_JOIN_GROUP, &left);
+    /* Counted before the stop, whose own revoke would hide a missing one. */
+    fflush(stderr);
+    int revoked = lines_with(log_path, "\"partitions revoked\"");
     run_stop(&r);
     rd_kafka_consumer_close(b);
     rd_kafka_destroy(b);
@@ -924,10 +927,9 @@ static void test_member_joins_while_committing(void **state)
                                                      : NG_LOG_ERROR);
     int refused = lines_with(log_path, "generation id is not valid");
     int lost = lines_with(log_path, "\"partitions lost\"");
-    int revoked = lines_with(log_path, "\"partitions revoked\"");
     print_message("member joined: %d messages, b holds %d partition(s), "
                   "JoinGroup delays left %zu; worker log: %d refused "
-                  "commits, %d lost, %d revoked (%s)\n",
+                  "commits, %d lost, %d revoked before the stop (%s)\n",
                   f.sent, b_parts, left, refused, lost, revoked, log_path);
     assert_int_equal(left, 0); /* both JoinGroup answers were held */
     assert_int_equal(b_parts, 1);
